@@ -1,0 +1,153 @@
+"""Plain config dataclasses, one per config group, mapping one to one onto ``conf/<group>/*.yaml``.
+
+``cli.py`` turns Hydra's DictConfig into these; everything below the CLI takes them (or plain
+arguments), so the core runs and tests without Hydra.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch.nn as nn
+
+from flops_fit.errors import FlopsFitError
+
+
+def from_mapping(cls: type, data: dict[str, Any], group: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, naming any unknown key in one sentence."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise FlopsFitError(
+            f"Unknown key(s) {', '.join(unknown)} in the {group} config; "
+            f"known keys are: {', '.join(sorted(known))}."
+        )
+    return cls(**data)
+
+
+def import_object(path: str, what: str = "model") -> Any:
+    """Import ``package.module.Name``; one clear sentence when it does not exist."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise FlopsFitError(f"{what} _target_ {path!r} is not a dotted path like 'pkg.module.Class'.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FlopsFitError(
+            f"Cannot import {what} _target_ {path!r} ({exc}); check the spelling or install "
+            "the package that defines it."
+        ) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise FlopsFitError(
+            f"Module {module_name!r} has no {attr!r}, so {what} _target_ {path!r} does not exist; "
+            "check the class name."
+        ) from exc
+
+
+@dataclass
+class ModelConfig:
+    """``conf/model/*.yaml``: which class, which constructor argument is its size, and the rest.
+
+    ``size_min``/``size_max``/``size_step`` bound the integer values the planner may choose.
+    """
+
+    _target_: str = "flops_fit.models.gpt.GPT"
+    size_param: str = "width"
+    size_min: int = 16
+    size_max: int = 1024
+    size_step: int = 16
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def model_cls(self) -> type[nn.Module]:
+        obj = import_object(self._target_, "model")
+        if not (inspect.isclass(obj) and issubclass(obj, nn.Module)):
+            raise FlopsFitError(f"model _target_ {self._target_!r} is not a torch.nn.Module class.")
+        return obj
+
+    def sizes(self) -> list[int]:
+        """Candidate values of the size parameter."""
+        if self.size_step < 1 or self.size_min < 1 or self.size_max < self.size_min:
+            raise FlopsFitError(
+                f"model size range {self.size_min}..{self.size_max} step {self.size_step} is "
+                "empty; set size_min >= 1, size_max >= size_min and size_step >= 1."
+            )
+        return list(range(self.size_min, self.size_max + 1, self.size_step))
+
+
+@dataclass
+class DatasetConfig:
+    """``conf/dataset/*.yaml``: the built-in stdlib corpus or a user's text files (byte level)."""
+
+    name: str = "stdlib"
+    path: str | None = None  # a text file or folder for name=text_files
+    pattern: str = "*.py"  # which files of a folder to read
+    max_bytes: int = 16_000_000  # cap on the corpus held in memory
+    val_fraction: float = 0.05  # share of files held out for validation
+    vocab_size: int = 256
+
+
+@dataclass
+class BudgetsConfig:
+    """``conf/budgets/*.yaml``: the FLOP budgets and how widely each is bracketed."""
+
+    values: list[float] = field(default_factory=lambda: [1e12, 3e12])
+    sizes_per_budget: int = 5
+    span: float = 4.0  # sizes cover N_opt/span .. N_opt*span (log-spaced)
+    tokens_per_param: float = 20.0  # prior for the centre of each budget's sizes
+    exponent: float | None = None  # or: N_opt ∝ C^exponent, anchored at the first budget
+    min_steps: int = 20  # runs with fewer optimizer steps are dropped
+
+    def checked_values(self) -> list[float]:
+        out = []
+        for v in self.values:
+            try:
+                c = float(v)
+            except (TypeError, ValueError):
+                raise FlopsFitError(
+                    f"Budget {v!r} is not a number; give FLOPs like budgets.values=[1e12,3e12]."
+                ) from None
+            if not math.isfinite(c) or c <= 0:
+                raise FlopsFitError(
+                    f"Budget {v!r} must be a finite positive number of FLOPs, e.g. 1e12."
+                )
+            out.append(c)
+        if not out:
+            raise FlopsFitError("budgets.values is empty; give at least one FLOP budget.")
+        return sorted(set(out))
+
+
+@dataclass
+class TrainConfig:
+    """``conf/train/*.yaml``: how every run is trained (see trainer.py for the rules)."""
+
+    batch_size: int = 32
+    seq_len: int = 128
+    lr: float | None = None  # None: the size rule in trainer.lr_for_size
+    lr_base: float = 3e-3  # lr rule: lr_base * (N_ref / N_non_embedding) ** lr_exponent
+    lr_exponent: float = 0.25
+    lr_ref_params: float = 1e5
+    min_lr_ratio: float = 0.1  # cosine ends at 10% of peak
+    warmup_fraction: float = 0.05
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_tokens: int = 262_144  # held-out tokens for final_loss
+    eval_every: int = 0  # steps between periodic val losses (0: ~10 per run)
+    log_every: int = 10
+    checkpoint_every_s: float = 120.0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16
+    compile: bool = False
+    threads: int = 0  # torch.set_num_threads; 0 = all cores
+    seed: int = 0
+    shard: int = 0
+    num_shards: int = 1
+    force: bool = False  # retrain completed runs
+    diverge_factor: float = 3.0  # loss above factor * initial loss = diverged

@@ -1,0 +1,19 @@
+"""User-facing errors: one sentence that names what is wrong and how to fix it.
+
+The command line catches :class:`FlopsFitError`, prints its message on one line and exits with
+``exit_code`` (no traceback unless ``HYDRA_FULL_ERROR=1``). Python callers get the exception.
+"""
+
+from __future__ import annotations
+
+
+class FlopsFitError(Exception):
+    """Bad input or an impossible request; the message is shown to the user as is."""
+
+    exit_code: int = 2
+
+
+class NotEnoughDataError(FlopsFitError):
+    """Too few usable runs to fit yet (a sweep still running). Cron can tell it apart by exit 3."""
+
+    exit_code = 3

@@ -1,0 +1,273 @@
+"""Planning an IsoFLOP sweep: per budget, several real model sizes around the expected optimum.
+
+For each budget C the planner
+
+1. guesses the optimum N* from a prior: D/N = ``tokens_per_param`` (so N* = sqrt(C / (6 t))),
+   or N* ∝ C^exponent anchored at the first budget;
+2. takes the size-parameter values whose (meta-device) parameter count N lies within
+   [N*/span, N*·span] — widening the window to the nearest values until there are at least
+   ``sizes_per_budget`` — and, if there are more, keeps ``sizes_per_budget`` spread evenly in log N;
+3. gives each size D = C / (measured training FLOPs per token), rounded to whole optimizer
+   steps of ``batch_size * seq_len`` tokens, and records the C actually planned.
+
+Runs with fewer than ``min_steps`` steps are dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from rich.table import Table
+
+from flops_fit.errors import FlopsFitError
+from flops_fit.flops import count_model, count_params
+
+
+@dataclass
+class RunSpec:
+    """One planned training run. FLOPs are training FLOPs (forward + backward)."""
+
+    run_id: str
+    compute_budget: float  # the budget C this run belongs to
+    size_param: str
+    size_value: int
+    num_params: int  # total N
+    num_params_non_embedding: int
+    flops_per_token: float  # measured
+    num_tokens: int  # D
+    steps: int
+    batch_size: int
+    seq_len: int
+    flops: float  # planned C = flops_per_token * D
+    flops_6nd: float  # 6 * N * D
+    tokens_per_param: float
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # full kwargs, size included
+
+
+@dataclass
+class SweepPlan:
+    """A whole sweep: the runs plus what they were planned from."""
+
+    runs: list[RunSpec]
+    model: dict[str, Any]  # {_target_, size_param, kwargs}
+    settings: dict[str, Any]  # budgets and train settings the plan depends on
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def compute_budgets(self) -> list[float]:
+        return sorted({r.compute_budget for r in self.runs})
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def run(self, run_id: str) -> RunSpec:
+        for r in self.runs:
+            if r.run_id == run_id:
+                return r
+        raise KeyError(run_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "flops-fit plan v1",
+            "model": self.model,
+            "settings": self.settings,
+            "warnings": self.warnings,
+            "runs": [asdict(r) for r in self.runs],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepPlan:
+        try:
+            runs = [RunSpec(**r) for r in data["runs"]]
+            return cls(runs, data["model"], data.get("settings", {}), data.get("warnings", []))
+        except (KeyError, TypeError) as exc:
+            raise FlopsFitError(
+                f"plan.json does not have the expected shape ({exc}); re-create it with "
+                "`flops-fit plan run_dir=... overwrite=true`."
+            ) from exc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> SweepPlan:
+        return cls.from_dict(json.loads(text))
+
+    def table(self) -> Table:
+        t = Table(title=f"IsoFLOP sweep: {len(self.runs)} runs, {len(self.compute_budgets)} budgets")
+        for col in ("budget C", self.model.get("size_param", "size"), "N", "D", "D/N",
+                    "steps", "planned C", "run_id"):
+            t.add_column(col, justify="right" if col != "run_id" else "left", no_wrap=True)
+        for r in self.runs:
+            t.add_row(f"{r.compute_budget:.2e}", str(r.size_value), human(r.num_params),
+                      human(r.num_tokens), f"{r.tokens_per_param:.1f}", str(r.steps),
+                      f"{r.flops:.3e}", r.run_id)
+        return t
+
+    def __rich__(self) -> Table:
+        return self.table()
+
+
+def human(x: float) -> str:
+    """1234567 -> '1.23M' (for tables)."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _run_id(budget: float, size_param: str, size: int, payload: dict[str, Any]) -> str:
+    digest = hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return f"C{budget:.2e}_{size_param}{size}_{digest[:8]}".replace("+", "")
+
+
+def _choose_sizes(
+    sizes: list[int], log_n: np.ndarray, centre: float, span: float, k: int
+) -> list[int]:
+    """Indices of ``k`` sizes spread in log N around ``centre`` (log N*), within ±log(span)."""
+    half = math.log(span)
+    inside = [i for i in range(len(sizes)) if abs(log_n[i] - centre) <= half]
+    # widen to the nearest outside values until there are k candidates
+    outside = sorted((i for i in range(len(sizes)) if i not in inside),
+                     key=lambda i: abs(log_n[i] - centre))
+    while len(inside) < k and outside:
+        inside.append(outside.pop(0))
+    inside.sort()
+    if len(inside) <= k:
+        return inside
+    targets = np.linspace(log_n[inside[0]], log_n[inside[-1]], k)
+    chosen: list[int] = []
+    for t in targets:  # nearest unused candidate to each evenly spaced target
+        best = min((i for i in inside if i not in chosen), key=lambda i: abs(log_n[i] - t))
+        chosen.append(best)
+    return sorted(chosen)
+
+
+def plan_sweep(
+    model_cls: type[nn.Module],
+    size_param: str,
+    model_kwargs: dict[str, Any] | None = None,
+    compute_budgets: list[float] | None = None,
+    *,
+    sizes: list[int] | None = None,
+    sizes_per_budget: int = 5,
+    span: float = 4.0,
+    tokens_per_param: float = 20.0,
+    exponent: float | None = None,
+    batch_size: int = 32,
+    seq_len: int = 128,
+    min_steps: int = 20,
+    example_input: torch.Tensor | None = None,
+    model_target: str | None = None,
+) -> SweepPlan:
+    """Plan an IsoFLOP sweep of ``model_cls`` (see the module docstring for the rules).
+
+    ``sizes`` are the candidate integer values of ``size_param`` (default 1..4096);
+    ``example_input`` is one sample with batch dimension 1 (default: (1, seq_len) tokens).
+    Each sample counts ``seq_len`` tokens for token inputs, one otherwise.
+    """
+    from flops_fit.validation import validate_model_contract
+
+    model_kwargs = dict(model_kwargs or {})
+    if compute_budgets is None or len(compute_budgets) == 0:
+        raise FlopsFitError("No compute budgets given; pass compute_budgets=[1e12, 3e12, ...].")
+    budgets = []
+    for c in compute_budgets:
+        if not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
+            raise FlopsFitError(f"Compute budget {c!r} must be a finite positive number of FLOPs.")
+        budgets.append(float(c))
+    budgets = sorted(set(budgets))
+    if sizes_per_budget < 3:
+        raise FlopsFitError("sizes_per_budget must be at least 3 to fit a parabola per budget.")
+    if span <= 1:
+        raise FlopsFitError("span must be greater than 1 (sizes cover N*/span .. N*·span).")
+    sizes = sorted(set(sizes or range(1, 4097)))
+    validate_model_contract(model_cls, size_param, model_kwargs, sizes=sizes)
+
+    # N(size) for every candidate, on the meta device; sizes the model rejects are skipped
+    valid: list[int] = []
+    n_total: list[int] = []
+    for s in sizes:
+        try:
+            n, _ = count_params(model_cls, {**model_kwargs, size_param: s})
+        except Exception:
+            continue
+        valid.append(s)
+        n_total.append(n)
+    log_n = np.log(np.asarray(n_total, dtype=float))
+    if example_input is None and "seq_len" in _init_params(model_cls):
+        model_kwargs.setdefault("seq_len", seq_len)
+    tokens_per_step = batch_size * (
+        seq_len if example_input is None or not example_input.dtype.is_floating_point else 1
+    )
+
+    notes: list[str] = []
+    runs: list[RunSpec] = []
+    target = model_target or f"{model_cls.__module__}.{model_cls.__qualname__}"
+    for c in budgets:
+        if exponent is not None:
+            n0 = math.sqrt(budgets[0] / (6.0 * tokens_per_param))
+            n_star = n0 * (c / budgets[0]) ** exponent
+        else:
+            n_star = math.sqrt(c / (6.0 * tokens_per_param))
+        idx = _choose_sizes(valid, log_n, math.log(n_star), span, sizes_per_budget)
+        if n_star < n_total[0] / span:
+            notes.append(
+                f"Budget {c:.2e}: the expected optimum (N≈{n_star:,.0f}) is below the smallest "
+                f"model (N={n_total[0]:,}); lower size_min or raise the budget."
+            )
+        for i in idx:
+            size = valid[i]
+            kwargs = {**model_kwargs, size_param: size}
+            count = count_model(model_cls, kwargs, example_input)
+            steps = round(c / count.flops_per_token / tokens_per_step)
+            if steps < min_steps:
+                notes.append(
+                    f"Budget {c:.2e}: dropped {size_param}={size} (N={count.num_params:,}): "
+                    f"only {steps} steps of {tokens_per_step} tokens (< min_steps={min_steps})."
+                )
+                continue
+            d = steps * tokens_per_step
+            payload = {"model": target, "kwargs": kwargs, "budget": c, "steps": steps,
+                       "batch_size": batch_size, "seq_len": seq_len}
+            runs.append(RunSpec(
+                run_id=_run_id(c, size_param, size, payload),
+                compute_budget=c, size_param=size_param, size_value=size,
+                num_params=count.num_params,
+                num_params_non_embedding=count.num_params_non_embedding,
+                flops_per_token=count.flops_per_token, num_tokens=d, steps=steps,
+                batch_size=batch_size, seq_len=seq_len,
+                flops=count.flops_per_token * d, flops_6nd=6.0 * count.num_params * d,
+                tokens_per_param=d / count.num_params, model_kwargs=kwargs,
+            ))
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    if not runs:
+        raise FlopsFitError(
+            "No run could be planned: every budget is too small for even one model "
+            f"(min_steps={min_steps}); raise budgets.values or lower train.batch_size."
+        )
+    settings = {"compute_budgets": budgets, "sizes_per_budget": sizes_per_budget, "span": span,
+                "tokens_per_param": tokens_per_param, "exponent": exponent,
+                "batch_size": batch_size, "seq_len": seq_len, "min_steps": min_steps,
+                "flops_method": count_model(model_cls, runs[0].model_kwargs,
+                                            example_input).flops_method}
+    model = {"_target_": target, "size_param": size_param, "kwargs": model_kwargs}
+    return SweepPlan(runs, model, settings, notes)
+
+
+def _init_params(model_cls: type) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model_cls.__init__).parameters)
+    except (TypeError, ValueError):
+        return set()
