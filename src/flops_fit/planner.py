@@ -101,15 +101,17 @@ class SweepPlan:
     def from_json(cls, text: str) -> SweepPlan:
         return cls.from_dict(json.loads(text))
 
-    def table(self) -> Table:
+    def table(self, show_ids: bool = False) -> Table:
+        """The plan as a rich table (one row per run); run ids only when asked (wide)."""
         t = Table(title=f"IsoFLOP sweep: {len(self.runs)} runs, {len(self.compute_budgets)} budgets")
-        for col in ("budget C", self.model.get("size_param", "size"), "N", "D", "D/N",
-                    "steps", "planned C", "run_id"):
-            t.add_column(col, justify="right" if col != "run_id" else "left", no_wrap=True)
+        cols = ["budget C", self.model.get("size_param", "size"), "N", "D", "D/N", "steps",
+                "planned C"] + (["run_id"] if show_ids else [])
+        for col in cols:
+            t.add_column(col, justify="left" if col == "run_id" else "right", no_wrap=True)
         for r in self.runs:
-            t.add_row(f"{r.compute_budget:.2e}", str(r.size_value), human(r.num_params),
+            t.add_row(f"{r.compute_budget:.3g}", str(r.size_value), human(r.num_params),
                       human(r.num_tokens), f"{r.tokens_per_param:.1f}", str(r.steps),
-                      f"{r.flops:.3e}", r.run_id)
+                      f"{r.flops:.4g}", *([r.run_id] if show_ids else []))
         return t
 
     def __rich__(self) -> Table:
@@ -203,11 +205,12 @@ def plan_sweep(
         valid.append(s)
         n_total.append(n)
     log_n = np.log(np.asarray(n_total, dtype=float))
-    if example_input is None and "seq_len" in _init_params(model_cls):
-        model_kwargs.setdefault("seq_len", seq_len)
-    tokens_per_step = batch_size * (
-        seq_len if example_input is None or not example_input.dtype.is_floating_point else 1
-    )
+    if example_input is None:  # a language model: one sample is seq_len tokens
+        if "seq_len" in _init_params(model_cls):
+            model_kwargs.setdefault("seq_len", seq_len)
+        example_input = torch.zeros(1, seq_len, dtype=torch.long)
+    is_tokens = example_input.dim() > 1 and not example_input.dtype.is_floating_point
+    tokens_per_step = batch_size * (example_input.shape[1] if is_tokens else 1)
 
     notes: list[str] = []
     runs: list[RunSpec] = []

@@ -28,6 +28,8 @@ from filelock import FileLock
 from flops_fit.errors import FlopsFitError
 
 LOCK_TIMEOUT_S = 600.0
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _json_default(obj: Any) -> Any:
@@ -63,6 +65,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f"Cannot write {path}: {exc.strerror or exc}; choose a writable run_dir."
         ) from exc
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -113,3 +116,145 @@ def file_lock(path: str | Path, timeout: float = LOCK_TIMEOUT_S) -> FileLock:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(path) + ".lock", timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------------
+# Run records, results.json rebuild and checkpoints (train stage)
+# --------------------------------------------------------------------------------------------
+
+RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
+
+# Fields a planned-but-unfinished run carries in results.json (copied from its RunSpec).
+_PLANNED_FIELDS = (
+    "run_id", "compute_budget", "size_param", "size_value", "num_params",
+    "num_params_non_embedding", "flops_per_token", "num_tokens", "steps", "batch_size",
+    "seq_len", "flops", "flops_6nd", "tokens_per_param",
+)
+
+
+def run_path(run_dir: str | Path, run_id: str) -> Path:
+    """``run_dir/runs/<run_id>``: where one run keeps its result, curve and checkpoint."""
+    return Path(run_dir) / "runs" / run_id
+
+
+def write_run_result(run_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write one run's record to ``runs/<run_id>/result.json`` atomically; returns the path."""
+    path = run_path(run_dir, record["run_id"]) / RESULT_FILE
+    atomic_write_json(path, record)
+    return path
+
+
+def read_run_result(run_dir: str | Path, run_id: str) -> dict[str, Any] | None:
+    """One run's record, or None when it has none yet (or a corrupt one, with a warning)."""
+    path = run_path(run_dir, run_id) / RESULT_FILE
+    if not path.exists():
+        return None
+    return _read_record(path)
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    import warnings
+
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.warn(f"Skipping unreadable run record {path} ({exc}); that run will be "
+                      "trained again.", stacklevel=3)
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("run_id"), str):
+        warnings.warn(f"Skipping run record {path}: it has no run_id.", stacklevel=3)
+        return None
+    return rec
+
+
+def load_run_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """All per-run records under ``run_dir/runs``, by run_id; corrupt files are skipped."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted((Path(run_dir) / "runs").glob(f"*/{RESULT_FILE}")):
+        rec = _read_record(path)
+        if rec is not None:
+            out[rec["run_id"]] = rec
+    return out
+
+
+def _plan_runs(run_dir: Path, plan: Any) -> list[dict[str, Any]] | None:
+    """The planned runs as dicts: from ``plan`` (a SweepPlan or its dict) or plan.json."""
+    if plan is None:
+        if not (run_dir / "plan.json").exists():
+            return None
+        plan = read_json(run_dir / "plan.json", "plan")
+    if hasattr(plan, "to_dict"):
+        plan = plan.to_dict()
+    runs = plan.get("runs") if isinstance(plan, dict) else None
+    if not isinstance(runs, list):
+        raise FlopsFitError(
+            f"The plan in {run_dir} has no list of runs; re-create it with `flops-fit plan`."
+        )
+    return runs
+
+
+def rebuild_results(run_dir: str | Path, plan: Any = None) -> list[dict[str, Any]]:
+    """Rebuild ``run_dir/results.json`` from ``runs/*/result.json``, under a lock, atomically.
+
+    One record per planned run, in plan order; planned runs without a record appear with
+    status ``pending`` and their planned fields. Without a plan (none given, no plan.json)
+    every run record is listed, sorted by run_id. Returns the list written.
+    """
+    run_dir = Path(run_dir)
+    target = run_dir / "results.json"
+    with file_lock(target):
+        records = load_run_results(run_dir)
+        planned = _plan_runs(run_dir, plan)
+        if planned is None:
+            out = [records[k] for k in sorted(records)]
+        else:
+            out = []
+            for spec in planned:
+                rec = records.get(spec["run_id"])
+                if rec is None:
+                    rec = {k: spec.get(k) for k in _PLANNED_FIELDS}
+                    rec.update(status="pending", final_loss=None)
+                out.append(rec)
+        atomic_write_json(target, out)
+    return out
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, rename: never half-written."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """A checkpoint saved by :func:`save_checkpoint`, or None if missing or corrupt (warned)."""
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated / corrupt file: start the run afresh
+        warnings.warn(f"Ignoring unreadable checkpoint {path} ({type(exc).__name__}: {exc}); "
+                      "the run starts from step 0.", stacklevel=2)
+        return None
+    return state if isinstance(state, dict) else None

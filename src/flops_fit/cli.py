@@ -1,0 +1,176 @@
+"""The ``flops-fit`` command: a dispatcher over one Hydra app per stage.
+
+``flops-fit <command> [hydra overrides]`` — each command is its own ``@hydra.main`` with the
+primary config ``conf/<command>.yaml`` (shared groups: model, dataset, budgets, train,
+analysis), so ``--help``, ``--cfg job``, ``-m`` and launchers are Hydra's own. Hydra stays in
+this file: it turns the composed config into plain :class:`~flops_fit.stages.Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from rich.console import Console
+
+from flops_fit.config import BudgetsConfig, DatasetConfig, ModelConfig, TrainConfig, from_mapping
+from flops_fit.errors import FlopsFitError
+
+COMMANDS: dict[str, str] = {
+    "plan": "plan the IsoFLOP sweep of the model and write run_dir/plan.json",
+    "train": "train every planned run that is not complete (resumable, shardable with -m)",
+    "analyze": "fit the scaling laws to run_dir/results.json -> analysis/scaling_laws.json",
+    "visualize": "draw the plots and report.html from the run directory's files",
+    "find-optimal": "plan, train, analyze and visualize; print the compute-optimal prediction",
+    "validate": "train the predicted optimum of a larger held-out budget and compare",
+}
+
+CONFIG_PATH = "conf"
+
+
+def settings_from_cfg(cfg: DictConfig):
+    """Hydra config -> plain Settings (one dataclass per group)."""
+    from flops_fit.stages import Settings
+
+    try:
+        c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        raise FlopsFitError(f"The config is incomplete: {exc.msg}; set it on the command line.") \
+            from exc
+    return Settings(
+        run_dir=Path(c["run_dir"]),
+        model=from_mapping(ModelConfig, c["model"], "model"),
+        dataset=from_mapping(DatasetConfig, c["dataset"], "dataset"),
+        budgets=from_mapping(BudgetsConfig, c["budgets"], "budgets"),
+        train=from_mapping(TrainConfig, c["train"], "train"),
+        analysis=c.get("analysis") or {},
+        overwrite=bool(c.get("overwrite", False)),
+        predict_budget=(c.get("predict") or {}).get("budget"),
+        validate=c.get("validate") or {},
+    )
+
+
+def _report(exc: BaseException) -> None:
+    Console(stderr=True).print(f"[bold red]flops-fit:[/] {exc}", highlight=False, soft_wrap=True)
+
+
+def _guard(fn: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
+    """Run a stage; bad input ends in one sentence and a non-zero exit, not a traceback."""
+
+    def wrapped(cfg: DictConfig) -> None:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            return fn(cfg)
+        try:
+            fn(cfg)
+        except FlopsFitError as exc:
+            _report(exc)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _report(RuntimeError("interrupted; run the same command again to resume."))
+            sys.exit(130)
+
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _plan(cfg: DictConfig) -> None:
+    from flops_fit.stages import plan_stage
+
+    plan_stage(settings_from_cfg(cfg), _console())
+
+
+def _train(cfg: DictConfig) -> None:
+    from flops_fit.stages import train_command
+
+    train_command(settings_from_cfg(cfg), _console())
+
+
+def _analyze(cfg: DictConfig) -> None:
+    from flops_fit.stages import analyze_command
+
+    analyze_command(settings_from_cfg(cfg), _console())
+
+
+def _visualize(cfg: DictConfig) -> None:
+    from flops_fit.stages import visualize_command
+
+    visualize_command(settings_from_cfg(cfg), _console())
+
+
+def _find_optimal(cfg: DictConfig) -> None:
+    from flops_fit.stages import find_optimal_command
+
+    find_optimal_command(settings_from_cfg(cfg), _console())
+
+
+def _validate(cfg: DictConfig) -> None:
+    from flops_fit.stages import validate_command
+
+    validate_command(settings_from_cfg(cfg), _console())
+
+
+_STAGE_FNS = {
+    "plan": _plan, "train": _train, "analyze": _analyze, "visualize": _visualize,
+    "find-optimal": _find_optimal, "validate": _validate,
+}
+
+
+def _app(command: str) -> Callable[[], None]:
+    """The Hydra app of one command (its primary config is conf/<command>.yaml)."""
+    return hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=command)(
+        _guard(_STAGE_FNS[command])
+    )
+
+
+def _usage() -> str:
+    lines = ["usage: flops-fit <command> [hydra overrides]   (python -m flops_fit ... is the same)",
+             "", "commands:"]
+    lines += [f"  {name:<13} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "examples:",
+              "  flops-fit find-optimal run_dir=outputs/first budgets=smoke",
+              "  flops-fit plan run_dir=/tmp/p budgets.values=[1e12,3e12]",
+              "  flops-fit train -m run_dir=X train.shard=0,1 train.num_shards=2 "
+              "hydra/launcher=joblib",
+              "", "`flops-fit <command> --help` shows that command's config groups and options."]
+    return "\n".join(lines)
+
+
+def _precheck_run_dir(args: list[str]) -> None:
+    """Catch a run_dir Hydra itself would crash on (it writes .hydra/ there first)."""
+    from flops_fit.stages import check_run_dir
+
+    for arg in args:
+        if arg.startswith("run_dir="):
+            value = arg.split("=", 1)[1].strip("'\"")
+            if value and "," not in value and "$" not in value:
+                check_run_dir(Path(value))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``flops-fit`` and ``python -m flops_fit``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        sys.exit(0 if args else 2)
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"flops-fit: unknown command {command!r}; choose one of "
+              f"{', '.join(COMMANDS)} (see flops-fit --help).", file=sys.stderr)
+        sys.exit(2)
+    try:
+        _precheck_run_dir(rest)
+    except FlopsFitError as exc:
+        _report(exc)
+        sys.exit(exc.exit_code)
+    sys.argv = [f"flops-fit {command}", *rest]
+    _app(command)()
