@@ -1,0 +1,109 @@
+"""``Result``: what ``find_optimal`` returns and ``Result.load(run_dir)`` rebuilds from files.
+
+A thin facade over the run directory: the fitted :class:`ScalingAnalysis` (from
+``analysis/scaling_laws.json``), the runs (``results.json``) as a DataFrame, the plots, and
+the validation outcome when ``flops-fit validate`` has run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flops_fit.errors import FlopsFitError
+from flops_fit.rundir import read_json
+
+RESULTS_FILE = "results.json"
+ANALYSIS_FILE = Path("analysis") / "scaling_laws.json"
+VALIDATION_FILE = Path("analysis") / "validation.json"
+
+
+@dataclass
+class Result:
+    """The outcome of a sweep: fitted laws, predictions, runs and plots of one run directory."""
+
+    analysis: Any  # flops_fit.analyzer.ScalingAnalysis
+    output_dir: Path
+    compute_budgets: list[float] = field(default_factory=list)
+    validation: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Result:
+        """Rebuild the Result of ``run_dir`` from its files (any process, any time)."""
+        from flops_fit.analyzer import ScalingAnalysis
+
+        run_dir = Path(run_dir).expanduser().absolute()
+        if not run_dir.is_dir():
+            raise FlopsFitError(f"No run directory at {run_dir}; check the path.")
+        path = run_dir / ANALYSIS_FILE
+        if not path.exists():
+            raise FlopsFitError(
+                f"{run_dir} has no {ANALYSIS_FILE}; run `flops-fit analyze run_dir={run_dir}` first."
+            )
+        analysis = ScalingAnalysis.from_json(read_json(path, "scaling-law analysis"))
+        validation = None
+        if (run_dir / VALIDATION_FILE).exists():
+            validation = read_json(run_dir / VALIDATION_FILE, "validation")
+        budgets: list[float] = []
+        if (run_dir / RESULTS_FILE).exists():
+            records = read_json(run_dir / RESULTS_FILE, "results")
+            if isinstance(records, list):
+                budgets = sorted({float(r["compute_budget"]) for r in records
+                                  if isinstance(r, dict) and r.get("compute_budget")})
+        return cls(analysis, run_dir, budgets, validation)
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """Every run record of ``results.json``, one row per run."""
+        path = Path(self.output_dir) / RESULTS_FILE
+        return pd.DataFrame(read_json(path, "results"))
+
+    def chinchilla_table(self, compute_budgets: list[float] | None = None) -> str:
+        """Markdown table of the compute-optimal N, D, D/N and loss per budget."""
+        return self.analysis.chinchilla_table(compute_budgets)
+
+    def predict(self, compute_budget: float) -> dict[str, Any]:
+        """Compute-optimal ``optimal_params``, ``optimal_tokens``, ``expected_loss``, ... for C."""
+        return self.analysis.predict_optimal_size(compute_budget)
+
+    def plot(self, show: bool = False, predict_budget: float | None = None) -> list:
+        """Draw every plot (saved under ``plots/`` as PNG and SVG) and return the Figures."""
+        from flops_fit.visualizer import ScalingVisualizer
+
+        out = Path(self.output_dir)
+        vis = ScalingVisualizer(out / RESULTS_FILE, out / ANALYSIS_FILE, out / "plots",
+                                predict_budget=predict_budget)
+        figures = vis.plot_all(save=True)
+        if show:
+            import matplotlib.pyplot as plt
+
+            for fig in figures:  # Figures made without pyplot need a manager to be shown
+                manager = plt.figure().canvas.manager
+                manager.canvas.figure = fig
+                fig.set_canvas(manager.canvas)
+            plt.show()
+        return figures
+
+    def summary(self) -> str:
+        """A few readable lines: the fitted laws and, if done, the validation."""
+        lines = [f"flops-fit result: {self.output_dir}"]
+        if self.compute_budgets:
+            lines.append("budgets: " + ", ".join(f"{c:.3g}" for c in self.compute_budgets))
+        describe = getattr(self.analysis, "describe", None)
+        if callable(describe):
+            lines.append(describe())
+        if self.validation:
+            v = self.validation
+            lines.append(
+                "validation at C={:.3g}: predicted loss {:.4f}, achieved {:.4f} "
+                "({:+.2%})".format(v.get("compute_budget", float("nan")),
+                                   v.get("predicted_loss", float("nan")),
+                                   v.get("achieved_loss", float("nan")),
+                                   v.get("relative_error", float("nan"))))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
