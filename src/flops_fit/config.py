@@ -33,7 +33,9 @@ def import_object(path: str, what: str = "model") -> Any:
     """Import ``package.module.Name``; one clear sentence when it does not exist."""
     module_name, _, attr = path.rpartition(".")
     if not module_name:
-        raise FlopsFitError(f"{what} _target_ {path!r} is not a dotted path like 'pkg.module.Class'.")
+        raise FlopsFitError(
+            f"{what} _target_ {path!r} is not a dotted path like 'pkg.module.Class'."
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -129,7 +129,8 @@ def count_model(
     """Parameters and training FLOPs per token for ``model_cls(**kwargs)``.
 
     ``example_input`` is one batch of inputs: integer (B, T) token ids count B * T tokens,
-    anything else counts one token per sample (B). Without it, language models with a ``seq_len`` get a (1, seq_len) token tensor.
+    anything else counts one token per sample (B). Without it, language models with a
+    ``seq_len`` get a (1, seq_len) token tensor.
     Cached per (class, kwargs, input shape): measured once per shape.
     """
     shape = None if example_input is None else tuple(example_input.shape)

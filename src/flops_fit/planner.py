@@ -103,7 +103,8 @@ class SweepPlan:
 
     def table(self, show_ids: bool = False) -> Table:
         """The plan as a rich table (one row per run); run ids only when asked (wide)."""
-        t = Table(title=f"IsoFLOP sweep: {len(self.runs)} runs, {len(self.compute_budgets)} budgets")
+        title = f"IsoFLOP sweep: {len(self.runs)} runs, {len(self.compute_budgets)} budgets"
+        t = Table(title=title)
         cols = ["budget C", self.model.get("size_param", "size"), "N", "D", "D/N", "steps",
                 "planned C"] + (["run_id"] if show_ids else [])
         for col in cols:

@@ -41,7 +41,8 @@ class Result:
         path = run_dir / ANALYSIS_FILE
         if not path.exists():
             raise FlopsFitError(
-                f"{run_dir} has no {ANALYSIS_FILE}; run `flops-fit analyze run_dir={run_dir}` first."
+                f"{run_dir} has no {ANALYSIS_FILE}; run "
+                f"`flops-fit analyze run_dir={run_dir}` first."
             )
         analysis = ScalingAnalysis.from_json(read_json(path, "scaling-law analysis"))
         validation = None

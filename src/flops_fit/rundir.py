@@ -77,7 +77,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         except OSError:
             pass
         raise FlopsFitError(
-            f"Cannot write {path}: {exc.strerror or exc}; free disk space or choose another run_dir."
+            f"Cannot write {path}: {exc.strerror or exc}; free disk space or choose another "
+            "run_dir."
         ) from exc
     except BaseException:
         try:

@@ -135,3 +135,80 @@ def plan_or_load(s: Settings, console: Console) -> SweepPlan:
     if (run_dir / PLAN_FILE).exists():
         return load_plan(run_dir)
     return plan_stage(s, console)
+
+
+def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
+    """Train every run of ``plan.json`` that is not complete (planning first if needed)."""
+    from flops_fit.config import import_object
+    from flops_fit.data import build_data
+    from flops_fit.devices import pick_cuda_device
+    from flops_fit.trainer import train_stage
+
+    plan = plan_or_load(s, console)
+    train = s.train
+    # the plan fixed the batch shape; a config that disagrees does not change planned runs
+    train.batch_size = int(plan.settings.get("batch_size", train.batch_size))
+    train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
+    train.device = pick_cuda_device(train.device)
+    model_cls = import_object(plan.model["_target_"], "model")
+    data = build_data(s.dataset, train.seq_len, train.batch_size)
+    return train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train, console=console)
+
+
+def analyze_command(s: Settings, console: Console):
+    """Fit the scaling laws to ``results.json``; print them with intervals and the table."""
+    from flops_fit.analyzer import AnalysisConfig, run_analysis
+    from flops_fit.config import from_mapping
+
+    config = from_mapping(AnalysisConfig, dict(s.analysis), "analysis")
+    return run_analysis(check_run_dir(s.run_dir), config, config.table_budgets, console)
+
+
+def visualize_command(s: Settings, console: Console) -> list:
+    """Redraw every plot and ``report.html`` from the run directory's files alone."""
+    from flops_fit.report import write_report
+    from flops_fit.result import RESULTS_FILE, Result
+
+    run_dir = check_run_dir(s.run_dir)
+    result = Result.load(run_dir)
+    figures = result.plot(predict_budget=s.predict_budget or _default_predict(result))
+    records = read_json(run_dir / RESULTS_FILE, "results")
+    report = write_report(run_dir, figures, result.analysis, records,
+                          extra={"predict_budget": s.predict_budget or _default_predict(result)})
+    console.print(f"Wrote {len(figures)} plots to {run_dir / 'plots'} and {report}")
+    return figures
+
+
+def _default_predict(result) -> float | None:
+    return max(result.compute_budgets) * 100 if result.compute_budgets else None
+
+
+def find_optimal_command(s: Settings, console: Console):
+    """plan -> train -> analyze -> visualize, each skipping work already done; print the answer."""
+    from flops_fit.result import Result
+
+    train_command(s, console)
+    analyze_command(s, console)
+    visualize_command(s, console)
+    result = Result.load(s.run_dir)
+    budget = s.predict_budget or _default_predict(result)
+    if budget:
+        p = result.predict(float(budget))
+        console.print(_prediction_line(p))
+    return result
+
+
+def _prediction_line(p: dict[str, Any]) -> str:
+    def ci(key: str, fmt: str) -> str:
+        lo_hi = p.get(f"{key}_ci")
+        return f" [{format(lo_hi[0], fmt)}, {format(lo_hi[1], fmt)}]" if lo_hi else ""
+
+    return (f"Compute-optimal at C={p['target_compute']:.3g} FLOPs: "
+            f"N={p['optimal_params']:.3g}{ci('optimal_params', '.3g')} parameters, "
+            f"D={p['optimal_tokens']:.3g}{ci('optimal_tokens', '.3g')} tokens "
+            f"({p['tokens_per_param']:.1f} tokens/param), "
+            f"loss {p['expected_loss']:.4f}{ci('expected_loss', '.4f')} (95% intervals)")
+
+
+def validate_command(s: Settings, console: Console):
+    raise FlopsFitError("`flops-fit validate` is not built yet; it lands with issue 7.")
