@@ -141,6 +141,7 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     eval_tokens: int = 262_144  # held-out tokens for final_loss
+    periodic_eval_tokens: int = 32_768  # held-out tokens per periodic val_loss point
     eval_every: int = 0  # steps between periodic val losses (0: ~10 per run)
     log_every: int = 10
     checkpoint_every_s: float = 120.0

@@ -22,7 +22,9 @@ it for validation.
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import os
 import sysconfig
 import zlib
 from collections.abc import Callable, Iterator
@@ -95,11 +97,13 @@ def _is_val(rel: str, val_fraction: float) -> bool:
 
 
 def _list_files(root: Path, pattern: str, skip: set[str] = frozenset()) -> list[Path]:
-    files = [
-        p for p in root.rglob(pattern)
-        if p.is_file() and not (skip & set(p.relative_to(root).parts[:-1]))
-    ]
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+    """Files under ``root`` matching ``pattern``, sorted by relative path, ``skip`` pruned."""
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        files.extend(Path(dirpath) / f for f in filenames if fnmatch.fnmatch(f, pattern))
+    return sorted((p for p in files if p.is_file()),
+                  key=lambda p: p.relative_to(root).as_posix())
 
 
 def _read_split(
@@ -236,7 +240,7 @@ class ByteCorpus(DataSource):
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()  # x, y: (B, T)
 
     def train_batch(self, batch_size: int) -> Batch:
-        # starts are drawn on the CPU generator (seeded, resumable), the gather runs on data's device
+        # starts come from the CPU generator (seeded, resumable); the gather runs on data's device
         starts = torch.randint(0, self.train_size - self.seq_len, (batch_size,),
                                generator=self.generator)
         return self._windows(self.train, starts)

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import minimize
@@ -278,6 +278,11 @@ class IsoFlopBootstrap:
     n_resamples: int
     n_failed: int
     ci: float
+    #: (n_resamples, n_budgets) interior optimum N / loss of each budget in each resample (NaN if
+    #: that budget was not interior there), in the order of :attr:`IsoFlopFit.budgets`
+    budget_params: np.ndarray | None = None
+    budget_tokens: np.ndarray | None = None
+    budget_loss: np.ndarray | None = None
 
     COLUMNS = ("log_k_n", "a", "log_k_d", "b", "log_k_loss", "c")
 
@@ -400,14 +405,21 @@ def _bootstrap_isoflop(
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(budget == o.compute_budget) for o in opt]
     samples = np.full((n_resamples, 6), np.nan)
+    bparams = np.full((n_resamples, len(opt)), np.nan)
+    btokens = np.full((n_resamples, len(opt)), np.nan)
+    bloss = np.full((n_resamples, len(opt)), np.nan)
     failed = 0
     for i in range(n_resamples):
         res = []
-        for o, idx in zip(opt, groups):
+        for j, (o, idx) in enumerate(zip(opt, groups, strict=True)):
             pick = idx[rng.integers(0, idx.size, idx.size)]
             if np.unique(n[pick]).size < min_sizes:
                 continue
-            res.append(_budget_optimum(o.compute_budget, n[pick], d[pick], loss[pick], c[pick]))
+            r = _budget_optimum(o.compute_budget, n[pick], d[pick], loss[pick], c[pick])
+            if r.interior:
+                bparams[i, j], btokens[i, j] = r.optimal_params, r.optimal_tokens
+                bloss[i, j] = r.optimal_loss
+            res.append(r)
         laws = _laws_from_optima(res)
         if laws is None:
             failed += 1
@@ -416,7 +428,7 @@ def _bootstrap_isoflop(
         samples[i] = (math.log(nl.coefficient), nl.exponent, math.log(dl.coefficient),
                       dl.exponent, math.log(ll.coefficient) if ll.coefficient > 0 else math.nan,
                       ll.exponent)
-    return IsoFlopBootstrap(samples, n_resamples, failed, ci)
+    return IsoFlopBootstrap(samples, n_resamples, failed, ci, bparams, btokens, bloss)
 
 
 # --------------------------------------------------------------------------------------------
@@ -668,6 +680,21 @@ def _polish(obj: _Objective, theta0: np.ndarray, bounds, options=None):
                     options=options or _LBFGS_OPTIONS)
 
 
+def _stationary(res, bounds, tol: float = 1e-6) -> bool:
+    """True when L-BFGS-B succeeded or stopped in its line search at a stationary point.
+
+    With tight tolerances L-BFGS-B often ends with ABNORMAL_TERMINATION_IN_LNSRCH once the
+    objective cannot decrease in floating point; the projected gradient then tells.
+    """
+    if res.success:
+        return True
+    x, g = np.asarray(res.x), np.asarray(res.jac)
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    pg = np.where((x <= lo) & (g > 0) | (x >= hi) & (g < 0), 0.0, g)
+    return bool(np.all(np.isfinite(pg)) and np.max(np.abs(pg)) <= tol)
+
+
 def fit_parametric(
     n: Sequence[float] | np.ndarray,
     d: Sequence[float] | np.ndarray,
@@ -725,7 +752,7 @@ def fit_parametric(
         E=E, A=A, B=B, alpha=al, beta=be, loss=loss_type,
         huber_delta=huber_delta if delta is not None else math.nan,
         objective=float(best.fun), n_points=int(n.size), min_observed_loss=float(loss.min()),
-        fixed_E=fix_E is not None, converged=bool(best.success), n_starts=len(starts),
+        fixed_E=fix_E is not None, converged=_stationary(best, bounds), n_starts=len(starts),
         theta=theta, centers=(obj.xc, obj.zc),
     )
     fit.degenerate_reasons = _degeneracy(fit, theta, bounds, n, d)
@@ -744,7 +771,7 @@ def _degeneracy(fit: ParametricFit, theta: np.ndarray, bounds, n: np.ndarray,
     names = ["log E", "log A-term", "log B-term", "alpha", "beta"]
     if fit.fixed_E:
         names = names[1:]
-    for name, v, (lo, hi) in zip(names, theta, bounds):
+    for name, v, (lo, hi) in zip(names, theta, bounds, strict=True):
         tol = 1e-3 if name.startswith("log") else 1e-4
         if v - lo < tol or hi - v < tol:
             what = {

@@ -127,6 +127,16 @@ def human(x: float) -> str:
     return f"{x:.3g}"
 
 
+def default_size_grid(largest: int = 65536) -> list[int]:
+    """Candidate sizes for a model without a declared range: 1..64, then steps of ~4%."""
+    grid = set(range(1, 65))
+    x = 64.0
+    while x < largest:
+        x *= 1.04
+        grid.add(int(round(x)))
+    return sorted(grid)
+
+
 def _run_id(budget: float, size_param: str, size: int, payload: dict[str, Any]) -> str:
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return f"C{budget:.2e}_{size_param}{size}_{digest[:8]}".replace("+", "")
@@ -173,7 +183,8 @@ def plan_sweep(
 ) -> SweepPlan:
     """Plan an IsoFLOP sweep of ``model_cls`` (see the module docstring for the rules).
 
-    ``sizes`` are the candidate integer values of ``size_param`` (default 1..4096);
+    ``sizes`` are the candidate integer values of ``size_param`` (default
+    :func:`default_size_grid`);
     ``example_input`` is one sample with batch dimension 1 (default: (1, seq_len) tokens).
     Each sample counts ``seq_len`` tokens for token inputs, one otherwise.
     """
@@ -192,7 +203,7 @@ def plan_sweep(
         raise FlopsFitError("sizes_per_budget must be at least 3 to fit a parabola per budget.")
     if span <= 1:
         raise FlopsFitError("span must be greater than 1 (sizes cover N*/span .. N*·span).")
-    sizes = sorted(set(sizes or range(1, 4097)))
+    sizes = sorted(set(sizes or default_size_grid()))
     validate_model_contract(model_cls, size_param, model_kwargs, sizes=sizes)
 
     # N(size) for every candidate, on the meta device; sizes the model rejects are skipped
