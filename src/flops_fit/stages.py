@@ -141,7 +141,7 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     """Train every run of ``plan.json`` that is not complete (planning first if needed)."""
     from flops_fit.config import import_object
     from flops_fit.data import build_data
-    from flops_fit.devices import pick_cuda_device
+    from flops_fit.devices import pick_cuda_device, release_devices
     from flops_fit.trainer import train_stage
 
     plan = plan_or_load(s, console)
@@ -149,10 +149,14 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     # the plan fixed the batch shape; a config that disagrees does not change planned runs
     train.batch_size = int(plan.settings.get("batch_size", train.batch_size))
     train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
-    train.device = pick_cuda_device(train.device)
     model_cls = import_object(plan.model["_target_"], "model")
     data = build_data(s.dataset, train.seq_len, train.batch_size)
-    return train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train, console=console)
+    train.device = pick_cuda_device(train.device)  # one free GPU per job, before CUDA starts
+    try:
+        return train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
+                           console=console)
+    finally:
+        release_devices()  # a reused launcher worker must not keep this job's GPU
 
 
 def analyze_command(s: Settings, console: Console):

@@ -232,19 +232,44 @@ class ScalingVisualizer:
     # ----------------------------------------------------------------------------- data access
 
     @property
+    def conventions(self) -> dict[str, Any]:
+        """``provenance.conventions`` of the analysis (which N and C the fit used)."""
+        prov = self.analysis.get("provenance")
+        conv = prov.get("conventions") if isinstance(prov, dict) else None
+        return conv if isinstance(conv, dict) else {}
+
+    @property
     def param_key(self) -> str:
         """The run-record field the fit used as N (total or non-embedding parameters)."""
-        prov = self.analysis.get("provenance")
-        prov = prov if isinstance(prov, dict) else {}
-        conv = prov.get("conventions") if isinstance(prov.get("conventions"), dict) else prov
-        for key in ("param_key", "params_field", "n_field", "num_params_field", "params"):
-            val = conv.get(key) if isinstance(conv, dict) else None
-            if isinstance(val, str):
-                if val in ("num_params", "num_params_non_embedding"):
-                    return val
-                if "non" in val and "embed" in val:
-                    return "num_params_non_embedding"
+        conv = self.conventions
+        for key in ("params_field", "params"):
+            val = conv.get(key)
+            if isinstance(val, str) and "non" in val and "embed" in val:
+                return "num_params_non_embedding"
         return "num_params"
+
+    @property
+    def uses_6nd(self) -> bool:
+        """True when the fit took C = 6ND instead of the measured FLOPs."""
+        return str(self.conventions.get("flops", "")).lower() == "6nd"
+
+    @property
+    def kappa(self) -> float:
+        """FLOPs per parameter per token of the parametric allocation (C = kappa N D)."""
+        par = self.analysis.get("parametric")
+        for src in (par if isinstance(par, dict) else {}, self.conventions):
+            v = _num(src.get("flops_per_param_token"))
+            if v > 0:
+                return v
+        return 6.0
+
+    @property
+    def ci_level(self) -> float:
+        for sec in (self.analysis.get("parametric"), self.analysis.get("isoflop")):
+            v = _num(sec.get("ci_level")) if isinstance(sec, dict) else math.nan
+            if 0 < v < 1:
+                return v
+        return 0.95
 
     def _runs(self) -> list[dict[str, Any]]:
         """Completed runs with finite positive N, D and loss (as floats under short keys)."""
@@ -258,7 +283,7 @@ class ScalingVisualizer:
             if not (n > 0 and d > 0 and loss > 0):
                 continue
             c = _num(r.get("flops"))
-            c = c if c > 0 else 6.0 * n * d
+            c = c if c > 0 and not self.uses_6nd else 6.0 * n * d
             budget = _num(r.get("compute_budget"))
             out.append({"run_id": str(r.get("run_id", "")), "n": n, "d": d, "loss": loss,
                         "c": c, "budget": budget if budget > 0 else c})
@@ -278,7 +303,7 @@ class ScalingVisualizer:
     def _parametric(self) -> dict[str, Any] | None:
         """``{E, A, B, alpha, beta, ...}`` when all five are finite (A, B, exponents > 0)."""
         par = self.analysis.get("parametric")
-        if not isinstance(par, dict):
+        if not isinstance(par, dict) or par.get("available") is False:
             return None
         vals = {k: _num(par.get(k)) for k in ("E", "A", "B", "alpha", "beta")}
         if not all(math.isfinite(v) for v in vals.values()):
@@ -311,7 +336,8 @@ class ScalingVisualizer:
             out.append({
                 "budget": cb if cb > 0 else c, "c": c,
                 "n": _num(b.get("optimal_params")), "d": _num(b.get("optimal_tokens")),
-                "loss": _num(b.get("optimal_loss")), "interior": bool(b.get("interior")),
+                "loss": _num(b.get("optimal_loss")),
+                "interior": bool(b.get("used", b.get("interior"))),
                 "n_ci": interval(b, "optimal_params"), "d_ci": interval(b, "optimal_tokens"),
                 "loss_ci": interval(b, "optimal_loss"), "note": str(b.get("note") or ""),
                 "raw": b,
