@@ -45,9 +45,13 @@ class Interrupt(BaseException):
     """Stands in for a kill: not an Exception, so the run is not recorded as failed."""
 
 
-def _interrupt_at(k: int):
+def _interrupt_at(k: int, run: int = 0):
+    """A hook interrupting the ``run``-th run (0-based) trained by this process at step k."""
+    started = [-1]
+
     def hook(step: int) -> None:
-        if step == k:
+        started[0] += step == 1
+        if step == k and started[0] == run:
             raise Interrupt
 
     return hook
@@ -85,8 +89,10 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
     assert rec["final_loss"] == pytest.approx(ref["final_loss"], rel=1e-6, abs=1e-6)
     assert rec["final_train_loss"] == pytest.approx(ref["final_train_loss"], rel=1e-5)
     assert not (rdir / "checkpoint.pt").exists()  # deleted on completion
-    steps = [json.loads(x)["step"] for x in (rdir / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (rdir / "metrics.jsonl").read_text().splitlines()]
+    steps = [x["step"] for x in lines if not x.get("final")]
     assert steps == sorted(steps) and len(steps) == len(set(steps))  # no duplicated curve
+    assert steps[-1] == spec.steps and lines[-1]["final"]
 
     # a checkpoint made under another learning-rate setting is not resumed
     with pytest.raises(Interrupt):
@@ -102,7 +108,7 @@ def test_interrupted_sweep_resumes_on_the_next_train(tmp_path):
     cfg = _cfg(checkpoint_every_s=0.0)
     mid = plan.runs[1]
     with pytest.raises(Interrupt):
-        train_stage(tmp_path, plan, GPT, data, cfg, on_step=_interrupt_at(mid.steps // 2),
+        train_stage(tmp_path, plan, GPT, data, cfg, on_step=_interrupt_at(mid.steps // 2, run=1),
                     console=_quiet())
     # run 0 completed; run 1 was interrupted (checkpoint on disk); run 2 never started
     before = json.loads((tmp_path / "results.json").read_text())

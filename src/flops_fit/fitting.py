@@ -26,8 +26,13 @@ Three estimators of the compute-optimal allocation, after Hoffmann et al. (2022)
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import itertools
 import math
+import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +56,7 @@ __all__ = [
     "optimal_allocation",
     "parametric_loss",
     "percentile_interval",
+    "serial_blas",
 ]
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
@@ -63,6 +69,55 @@ _LOG_TERM_SPAN = 20.0
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
+
+_BLAS_THREAD_SYMBOLS = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+
+
+@contextlib.contextmanager
+def serial_blas():
+    """Run the block with OpenBLAS on one thread (best effort, Linux; a no-op elsewhere).
+
+    The fits make many tiny BLAS/LAPACK calls (inside L-BFGS-B); OpenBLAS's thread pool turns
+    each into a wake-up of idle threads, which on a machine busy with training jobs makes a
+    50 ms fit take seconds. Like ``threadpoolctl.threadpool_limits(1)``, without the dependency.
+    """
+    restore: list[tuple[object, int]] = []
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+                paths = {line.split()[-1] for line in fh
+                         if "openblas" in line.lower() and ".so" in line}
+            for path in sorted(p for p in paths if p.startswith("/")):
+                lib = ctypes.CDLL(path)
+                for get, set_ in _BLAS_THREAD_SYMBOLS:
+                    if hasattr(lib, get) and hasattr(lib, set_):
+                        n = int(getattr(lib, get)())
+                        if n > 1:
+                            getattr(lib, set_)(1)
+                            restore.append((getattr(lib, set_), n))
+                        break
+        except Exception:  # never let the speed-up break a fit
+            pass
+    try:
+        yield
+    finally:
+        for setter, n in restore:
+            with contextlib.suppress(Exception):
+                setter(n)  # type: ignore[operator]
+
+
+def _serial(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with serial_blas():
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def _as_positive_array(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -80,21 +135,16 @@ def percentile_interval(samples: np.ndarray, ci: float = 0.95, axis: int = 0) ->
     samples = np.asarray(samples, dtype=float)
     q = [50.0 * (1.0 - ci), 50.0 * (1.0 + ci)]
     masked = np.where(np.isfinite(samples), samples, np.nan)
-    with np.errstate(all="ignore"):
-        if np.all(np.isnan(masked)):
-            shape = list(samples.shape)
-            del shape[axis]
-            return np.full([2, *shape], np.nan)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanpercentile(masked, q, axis=axis)
+    if np.all(np.isnan(masked)):
+        shape = list(samples.shape)
+        del shape[axis]
+        return np.full([2, *shape], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of a 2-D input
+        return np.nanpercentile(masked, q, axis=axis)
 
 
 def _nanstd(samples: np.ndarray, axis: int = 0) -> np.ndarray:
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanstd(np.where(np.isfinite(samples), samples, np.nan), axis=axis, ddof=1)
@@ -334,6 +384,7 @@ def _fmt_c(c: float) -> str:
     return f"{c:.3g}"
 
 
+@_serial
 def fit_isoflop(
     budget: Sequence[float] | np.ndarray,
     n: Sequence[float] | np.ndarray,
@@ -362,7 +413,7 @@ def fit_isoflop(
     loss = _as_positive_array(loss, "loss")
     c = 6.0 * n * d if c is None else _as_positive_array(c, "c")
     opt, skipped = isoflop_optima(budget, n, d, loss, c, min_sizes=min_sizes)
-    warnings: list[str] = []
+    notes: list[str] = []
     if not opt:
         msg = (
             f"Approach 2 has no compute budgets to group: no budget has runs of at least "
@@ -371,13 +422,13 @@ def fit_isoflop(
         )
         return IsoFlopFit([], skipped, None, None, None, [msg], msg)
     if skipped:
-        warnings.append(
+        notes.append(
             f"Approach 2 skips {len(skipped)} budget(s) with fewer than {min_sizes} model sizes "
             f"({', '.join(_fmt_c(s) for s in skipped[:6])}{', ...' if len(skipped) > 6 else ''})."
         )
     edge = [o for o in opt if not o.interior]
     if edge:
-        warnings.append(
+        notes.append(
             "Approach 2 excludes budget(s) "
             + ", ".join(f"{_fmt_c(o.compute_budget)} ({o.note})" for o in edge)
             + "; widen the sweep (more sizes on that side) so the minimum lies inside it."
@@ -389,9 +440,9 @@ def fit_isoflop(
             f"Approach 2 found {n_int} budget(s) with an interior minimum but needs at least two "
             "to fit N_opt(C); add budgets or widen the sweep."
         )
-        warnings.append(msg)
-        return IsoFlopFit(opt, skipped, None, None, None, warnings, msg)
-    fit = IsoFlopFit(opt, skipped, *laws, warnings=warnings)
+        notes.append(msg)
+        return IsoFlopFit(opt, skipped, None, None, None, notes, msg)
+    fit = IsoFlopFit(opt, skipped, *laws, warnings=notes)
     if n_bootstrap > 0:
         fit.bootstrap = _bootstrap_isoflop(budget, n, d, loss, c, opt, n_bootstrap, ci, seed,
                                            min_sizes)
@@ -443,7 +494,8 @@ def parametric_loss(
     """``L(N, D) = E + A / N**alpha + B / D**beta`` (broadcasts over arrays)."""
     n = np.asarray(n, dtype=float)
     d = np.asarray(d, dtype=float)
-    return E + A * n ** (-alpha) + B * d ** (-beta)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return E + A * n ** (-alpha) + B * d ** (-beta)
 
 
 def optimal_allocation(
@@ -580,7 +632,7 @@ class _Objective:
 
 
 def _grid_starts(
-    x: np.ndarray, z: np.ndarray, loss: np.ndarray, obj: _Objective,
+    loss: np.ndarray, obj: _Objective,
     alphas: np.ndarray, betas: np.ndarray, fix_E: float | None, n_starts: int,
 ) -> list[np.ndarray]:
     """Variable projection over the ``(alpha, beta)`` grid.
@@ -595,19 +647,23 @@ def _grid_starts(
     xn = np.exp(-np.outer(alphas, obj.x)) * inv_l  # (na, m): N-term / L at unit A'
     zn = np.exp(-np.outer(betas, obj.z)) * inv_l  # (nb, m)
     na, nb = alphas.size, betas.size
-    cols = [
-        np.broadcast_to(inv_l, (na, nb, loss.size)),
-        np.broadcast_to(xn[:, None, :], (na, nb, loss.size)),
-        np.broadcast_to(zn[None, :, :], (na, nb, loss.size)),
-    ]
-    target = np.ones(loss.size)
+    target = np.ones(loss.size) if fix_E is None else 1.0 - fix_E * inv_l
+    # Gram matrix of the columns (1/L, N-term/L, D-term/L) for every grid pair, built from
+    # O(na * nb * m) products without materialising an (na, nb, m, 3) array
+    gram = np.empty((na, nb, 3, 3))
+    gram[..., 0, 0] = inv_l @ inv_l
+    gram[..., 0, 1] = gram[..., 1, 0] = (xn @ inv_l)[:, None]
+    gram[..., 0, 2] = gram[..., 2, 0] = (zn @ inv_l)[None, :]
+    gram[..., 1, 1] = np.einsum("am,am->a", xn, xn)[:, None]
+    gram[..., 2, 2] = np.einsum("bm,bm->b", zn, zn)[None, :]
+    gram[..., 1, 2] = gram[..., 2, 1] = xn @ zn.T
+    rhs = np.empty((na, nb, 3))
+    rhs[..., 0] = inv_l @ target
+    rhs[..., 1] = (xn @ target)[:, None]
+    rhs[..., 2] = (zn @ target)[None, :]
     if fix_E is not None:
-        target = 1.0 - fix_E * inv_l
-        cols = cols[1:]
-    k = len(cols)
-    Z = np.stack(cols, axis=-1)  # (na, nb, m, k)
-    gram = np.einsum("abmi,abmj->abij", Z, Z)
-    rhs = np.einsum("abmi,m->abi", Z, target)
+        gram, rhs = gram[..., 1:, 1:], rhs[..., 1:]
+    k = rhs.shape[-1]
     tt = float(target @ target)
     best_sse = np.full((na, nb), np.inf)
     best_coef = np.zeros((na, nb, k))
@@ -695,6 +751,7 @@ def _stationary(res, bounds, tol: float = 1e-6) -> bool:
     return bool(np.all(np.isfinite(pg)) and np.max(np.abs(pg)) <= tol)
 
 
+@_serial
 def fit_parametric(
     n: Sequence[float] | np.ndarray,
     d: Sequence[float] | np.ndarray,
@@ -736,8 +793,7 @@ def fit_parametric(
     obj = _Objective(np.log(n), np.log(d), np.log(loss), delta, fixed_e)
     alphas = np.asarray(alpha_grid if alpha_grid is not None else np.geomspace(0.05, 2.5, 30))
     betas = np.asarray(beta_grid if beta_grid is not None else np.geomspace(0.05, 2.5, 30))
-    starts = _grid_starts(obj.x + obj.xc, obj.z + obj.zc, loss, obj, alphas, betas, fix_E,
-                          n_starts)
+    starts = _grid_starts(loss, obj, alphas, betas, fix_E, n_starts)
     bounds = _bounds(loss, fix_E)
     best = None
     for t0 in starts:
@@ -760,6 +816,11 @@ def fit_parametric(
     return fit
 
 
+#: a term (E, or the N- or D-term at the typical run) below this fraction of the lowest loss has
+#: vanished: the fit is degenerate even if the optimiser stopped short of the bound
+_VANISHED = 1e-4
+
+
 def _degeneracy(fit: ParametricFit, theta: np.ndarray, bounds, n: np.ndarray,
                 d: np.ndarray) -> list[str]:
     reasons: list[str] = []
@@ -768,20 +829,23 @@ def _degeneracy(fit: ParametricFit, theta: np.ndarray, bounds, n: np.ndarray,
             f"the fitted irreducible loss E = {fit.E:.4g} is not below the lowest observed loss "
             f"{fit.min_observed_loss:.4g}"
         )
-    names = ["log E", "log A-term", "log B-term", "alpha", "beta"]
+    vanished = {
+        "log E": "E fell to about 0 (its lower bound): the data show no loss floor",
+        "log A-term": "A fell to about 0 (its lower bound): the loss does not fall with N here",
+        "log B-term": "B fell to about 0 (its lower bound): the loss does not fall with D here",
+    }
+    names = list(vanished) + ["alpha", "beta"]
     if fit.fixed_E:
         names = names[1:]
+    floor = math.log(fit.min_observed_loss * _VANISHED)
     for name, v, (lo, hi) in zip(names, theta, bounds, strict=True):
-        tol = 1e-3 if name.startswith("log") else 1e-4
-        if v - lo < tol or hi - v < tol:
-            what = {
-                "log E": "E fell to its lower bound (about 0): the data do not show a loss floor",
-                "log A-term": "A fell to its lower bound: the loss does not fall with N here",
-                "log B-term": "B fell to its lower bound: the loss does not fall with D here",
-            }.get(name, f"{name} = {v:.4g} ended on its bound {lo if v - lo < tol else hi:g}")
-            if name.startswith("log") and hi - v < tol:
-                what = f"{name} ended on its upper bound"
-            reasons.append(what)
+        if name in vanished:
+            if v < floor or v - lo < 1e-3:
+                reasons.append(vanished[name])
+            elif hi - v < 1e-3:
+                reasons.append(f"{name} ended on its upper bound")
+        elif v - lo < 1e-4 or hi - v < 1e-4:
+            reasons.append(f"{name} = {v:.4g} ended on its bound {lo if v - lo < 1e-4 else hi:g}")
     if np.unique(n).size < 2 or np.unique(d).size < 2:
         reasons.append("all runs share one model size or one token count")
     if not fit.converged:
@@ -818,6 +882,7 @@ class ParametricBootstrap:
         return optimal_allocation(C, s[:, 1], s[:, 2], s[:, 3], s[:, 4], flops_per_param_token)
 
 
+@_serial
 def bootstrap_parametric(
     fit: ParametricFit,
     n: Sequence[float] | np.ndarray,

@@ -64,7 +64,7 @@ border-radius:6px;padding:.5em .9em;min-width:10em}.kpi b{display:block;font-siz
 height:auto;border:1px solid #e3e6e8}figcaption{color:#5f6b73;font-size:.9em;margin-top:.3em}
 pre{background:#f6f8f9;padding:.7em;overflow-x:auto;font-size:.85em}
 details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
-nav a{margin-right:1em}.scroll{overflow-x:auto}
+nav a{margin-right:1em}.scroll{overflow-x:auto}.small table{font-size:.8em}
 """
 
 
@@ -334,6 +334,10 @@ def _value_ci(d: Mapping[str, Any], name: str) -> tuple[Any, Any]:
 
 def _laws_section(data: dict[str, Any]) -> str:
     out = ['<h2 id="laws">Fitted scaling laws</h2>']
+    if data.get("method"):
+        out.append(f"<p>Predictions use the <b>{_e(data['method'])}</b> fit.</p>")
+    if data.get("method_note"):
+        out.append(f'<div class="warn">{_e(data["method_note"])}</div>')
     par = data.get("parametric")
     if isinstance(par, dict):
         out.append("<h3>Approach 3: L(N, D) = E + A / N<sup>α</sup> + B / D<sup>β</sup> "
@@ -356,17 +360,31 @@ def _laws_section(data: dict[str, Any]) -> str:
             rows.append({"parameter": name, "value": value, "95% interval": ci,
                          "standard error": se})
         out.append(_table(rows))
+        boot = par.get("bootstrap")
+        if isinstance(boot, dict):
+            level = par.get("ci_level") if _is_num(par.get("ci_level")) else 0.95
+            out.append(f"<p>Intervals: {level:.0%} bootstrap "
+                       f"percentiles over {_e(fmt(boot.get('n_resamples')))} resamples "
+                       f"({_e(boot.get('resampling', ''))}).</p>")
+        elif par.get("available", True):
+            out.append("<p><em>No bootstrap: the values have no intervals.</em></p>")
         extra = {k: v for k, v in par.items() if k not in
                  ("E", "A", "B", "alpha", "beta", "a", "b", "ci", "se", "degenerate",
-                  "degenerate_reasons", "intervals", "confidence_intervals")
+                  "degenerate_reasons", "intervals", "confidence_intervals", "bootstrap",
+                  "n_opt", "d_opt", "available")
                  and not k.endswith(("_ci", "_se", "_interval")) and not isinstance(v, list)}
         if extra:
             out.append("<details><summary>fit details</summary>" + _kv_table(extra)
                        + "</details>")
     else:
         out.append("<p><em>No parametric fit in the analysis.</em></p>")
+    if isinstance(par, dict) and par.get("available") is False:
+        out.append(f'<div class="warn">{_e(par.get("message") or "not available")}</div>')
     iso = data.get("isoflop")
-    if isinstance(iso, dict) and iso:
+    if isinstance(iso, dict) and iso.get("available") is False and not iso.get("budgets"):
+        out.append("<h3>Approach 2: IsoFLOP power laws</h3>"
+                   f'<div class="warn">{_e(iso.get("message") or "not available")}</div>')
+    elif isinstance(iso, dict) and iso:
         out.append("<h3>Approach 2: IsoFLOP power laws in C (FLOPs)</h3>")
         rows = []
         labels = {"n_opt": "N_opt = k · C^a (parameters)", "d_opt": "D_opt = k · C^b (tokens)",
@@ -404,6 +422,20 @@ def _laws_section(data: dict[str, Any]) -> str:
     elif "isoflop" in data or data:
         out.append("<h3>Approach 2: IsoFLOP power laws</h3><p><em>Not available: the runs "
                    "do not form an IsoFLOP grid (e.g. imported data).</em></p>")
+    a1 = data.get("approach1")
+    if isinstance(a1, dict) and a1:
+        out.append("<h3>Approach 1: envelope of the training curves</h3>")
+        law = a1.get("n_opt")
+        if a1.get("available") and isinstance(law, dict):
+            k, k_ci = _value_ci(law, "coefficient")
+            a, a_ci = _value_ci(law, "exponent")
+            out.append(_table([{"law": "N_opt = k · C^a (parameters)", "coefficient k": k,
+                                "exponent": a, "exponent 95% interval": a_ci,
+                                "curves": a1.get("n_curves")}]))
+            if law.get("ci_note"):
+                out.append(f"<p>{_e(law['ci_note'])}</p>")
+        else:
+            out.append(f"<p><em>{_e(a1.get('message') or 'not available')}</em></p>")
     warns = data.get("warnings")
     if isinstance(warns, list) and warns:
         out.append("<h3>Warnings from the analysis</h3>")
@@ -469,7 +501,23 @@ def _runs_section(records: list[dict[str, Any]]) -> str:
                "final_loss": "final loss (nats/token)", "wall_time_s": "wall time (s)",
                "tokens_per_s": "tokens/s"}
     return (f'<h2 id="runs">Runs</h2><p>{len(records)} runs: {_e(summary or "none")}.</p>'
-            + _table(rows, present, headers, status_col="status"))
+            + '<div class="small">' + _table(rows, present, headers, status_col="status")
+            + "</div>")
+
+
+def _holdout_section(data: dict[str, Any]) -> str:
+    h = data.get("holdout")
+    if not isinstance(h, dict) or not h:
+        return ""
+    out = ['<h2 id="holdout">Holdout: the largest budget predicted from the others</h2>']
+    if not h.get("available"):
+        return out[0] + f'<p><em>{_e(h.get("message") or "skipped")}</em></p>'
+    flat = {k: v for k, v in h.items() if not isinstance(v, (dict, list))}
+    out.append(_kv_table(flat))
+    for key in ("predicted", "actual", "relative_error", "within_ci"):
+        if isinstance(h.get(key), dict):
+            out.append(f"<h3>{_e(key.replace('_', ' '))}</h3>" + _kv_table(h[key]))
+    return "".join(out)
 
 
 def _validation_section(run_dir: Path) -> str:
@@ -507,10 +555,34 @@ def _provenance_section(data: dict[str, Any], run_dir: Path, extra: dict[str, An
     out = ['<h2 id="provenance">How this was made</h2>']
     prov = data.get("provenance")
     if isinstance(prov, dict) and prov:
-        out.append("<h3>The fit</h3>" + _kv_table(prov))
+        out.append("<h3>The fit</h3>")
+        top = {k: v for k, v in prov.items() if not isinstance(v, dict)}
+        if data.get("created_utc"):
+            top = {"created_utc": data["created_utc"], **top}
+        out.append(_kv_table(top))
+        runs = prov.get("runs")
+        if isinstance(runs, dict):
+            out.append("<h3>Runs used and dropped</h3>")
+            out.append(_kv_table({k: v for k, v in runs.items()
+                                  if k not in ("used", "dropped")}))
+            dropped = runs.get("dropped")
+            if isinstance(dropped, list) and dropped:
+                rows = [d if isinstance(d, dict) else {"run_id": d} for d in dropped]
+                out.append("<p>Dropped from the fit:</p>" + _table(rows))
+            used = runs.get("used")
+            if isinstance(used, list) and used:
+                out.append(f"<details><summary>{len(used)} runs used</summary><p>"
+                           f"{_e(', '.join(str(u) for u in used))}</p></details>")
+        for key, val in prov.items():
+            if key != "runs" and isinstance(val, dict):
+                label = key.replace("_", " ").capitalize()
+                if key in ("settings", "library_versions"):
+                    label += " of the fit"
+                out.append(f"<h3>{_e(label)}</h3>" + _kv_table(val))
     else:
         rest = {k: v for k, v in data.items()
-                if k not in ("parametric", "isoflop", "warnings", "prediction")}
+                if k not in ("parametric", "isoflop", "warnings", "prediction", "predictions",
+                             "approach1", "holdout")}
         if rest:
             out.append("<h3>The fit</h3>" + _kv_table(rest))
     shown = {"prediction", "predict_budget", "title", "notes", "figures"}
@@ -522,7 +594,7 @@ def _provenance_section(data: dict[str, Any], run_dir: Path, extra: dict[str, An
         out.append("<h3>Configuration (Hydra)</h3>")
         for name, text in configs:
             out.append(f"<details><summary>{_e(name)}</summary><pre>{_e(text)}</pre></details>")
-    out.append("<h3>Software</h3>" + _kv_table(_versions()))
+    out.append("<h3>Software of this report</h3>" + _kv_table(_versions()))
     out.append(f"<p>Report written {_e(now)} from <code>{_e(run_dir)}</code> "
                f"by <code>{_e(Path(sys.argv[0]).name or 'python')}</code>.</p>")
     return "".join(out)
@@ -578,8 +650,10 @@ def write_report(run_dir: str | Path, figures_or_plot_paths: Iterable[Any] | Non
     parts.append(_laws_section(data))
     if obj is not None and callable(getattr(obj, "chinchilla_table", None)):
         parts.append('<h2 id="table">Chinchilla table: the compute-optimal allocation</h2>')
+        budgets_t = [p.get("target_compute") for p in data.get("predictions") or []
+                     if isinstance(p, dict) and _is_num(p.get("target_compute"))]
         try:
-            table = obj.chinchilla_table()
+            table = obj.chinchilla_table(budgets_t or None)
         except Exception as exc:  # noqa: BLE001 - show why instead of failing
             parts.append(f'<div class="warn">The table could not be made: {_e(exc)}</div>')
         else:
@@ -596,6 +670,7 @@ def write_report(run_dir: str | Path, figures_or_plot_paths: Iterable[Any] | Non
         parts.append(f'<figure id="plot-{_e(name)}"><img alt="{_e(name)}" '
                      f'src="data:{mime};base64,{b64}"><figcaption><b>{_e(name)}</b>: '
                      f"{_e(cap)}</figcaption></figure>")
+    parts.append(_holdout_section(data))
     parts.append(_validation_section(run_dir))
     parts.append(_runs_section(records))
     if notes:

@@ -47,8 +47,8 @@ from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -154,7 +154,8 @@ def check_train_config(cfg: TrainConfig) -> None:
 def _precision(device: torch.device, dtype: str) -> tuple[Any, str]:
     """(autocast context factory, label) for the configured dtype on this device."""
     if dtype == "bf16" or (dtype == "auto" and device.type == "cuda"):
-        return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)), "bf16-autocast"
+        label = "bf16-autocast" + ("+tf32" if device.type == "cuda" and dtype == "auto" else "")
+        return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)), label
     return nullcontext, "fp32"
 
 
@@ -203,20 +204,19 @@ class Reporter:
         self._spec: RunSpec | None = None
         if self.live:
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(), console=self.console, transient=False,
+                TextColumn("[bold]{task.description:<12}"), BarColumn(), TaskProgressColumn(),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), console=self.console, transient=False,
             )
+            # the sweep bar advances in FLOPs, so its ETA weighs big runs properly
             self.sweep_task = self.progress.add_task(
-                f"runs {done_runs}/{total_runs}", total=max(total_flops, 1.0), info="FLOPs")
+                f"runs {done_runs}/{total_runs}", total=max(total_flops, 1.0),
+                info=f"{total_flops:.2e} FLOPs to train")
             self.run_task = self.progress.add_task("run", total=1, info="", visible=False)
             self.progress.start()
 
     def log(self, msg: str) -> None:
-        if self.live:
-            self.console.log(msg)
-        else:
-            self.console.print(_stamp(msg), highlight=False, soft_wrap=True)
+        self.console.print(_stamp(msg), highlight=False, soft_wrap=not self.live)
 
     def start_run(self, spec: RunSpec, start_step: int) -> None:
         self._spec = spec
@@ -236,7 +236,8 @@ class Reporter:
         assert spec is not None
         if self.progress is not None:
             self.progress.update(self.run_task, completed=step,
-                                 info=f"loss {loss:.3f}  {tokens_per_s:,.0f} tok/s")
+                                 info=f"step {step}/{spec.steps}  loss {loss:.3f}  "
+                                      f"{tokens_per_s:,.0f} tok/s")
             self.progress.advance(self.sweep_task, flops_done)
             return
         if step / spec.steps + 1e-9 >= self._next_pct and step < spec.steps:
@@ -303,8 +304,8 @@ class TrainingRunner:
         self.on_step = on_step
         self.model_target = model_target or f"{model_cls.__module__}.{model_cls.__qualname__}"
         self.autocast, self.dtype_label = _precision(self.device, cfg.dtype)
-        if self.device.type == "cuda":
-            torch.set_float32_matmul_precision("high")  # TF32 matmuls
+        if self.device.type == "cuda":  # TF32 matmuls for what autocast leaves in fp32
+            torch.set_float32_matmul_precision("high" if cfg.dtype == "auto" else "highest")
         if cfg.threads and cfg.threads > 0:
             torch.set_num_threads(int(cfg.threads))
 
@@ -344,7 +345,6 @@ class TrainingRunner:
         tokens_per_step = spec.num_tokens / spec.steps
         state: dict[str, Any] = {"step": 0, "train_time_s": 0.0, "initial_loss": None,
                                  "last_loss": None, "resumed": 0, "prior_wall_s": 0.0}
-        model: nn.Module | None = None
         error: str | None = None
         tb: str | None = None
         status = "completed"
@@ -382,10 +382,6 @@ class TrainingRunner:
         except Exception as exc:  # the sweep goes on; the record says why
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc(limit=8)
-        finally:
-            if self.device.type == "cuda":
-                del model
-                torch.cuda.empty_cache()
         peak_lr = lr_for_size(spec.num_params_non_embedding, cfg)
         tokens = int(round(state["step"] * tokens_per_step))
         train_time = state["train_time_s"]
@@ -650,7 +646,9 @@ def train_stage(
                 rec = rundir.read_run_result(run_dir, spec.run_id)
                 if rec is None or cfg.force or rec.get("status") not in FINAL_STATUSES:
                     rec = runner.run(spec, run_dir)
-                    existing[spec.run_id] = rec
+                    if runner.device.type == "cuda":  # the run's model and optimizer are gone
+                        torch.cuda.empty_cache()
+                existing[spec.run_id] = rec
                 reporter.end_run(rec)
             finally:
                 lock.release()

@@ -146,6 +146,21 @@ def _log_limits(values: Iterable[float], pad: float = 0.15) -> tuple[float, floa
     return 10 ** (lo - pad * span), 10 ** (hi + pad * span)
 
 
+def _clip_ylim(ax, values: Iterable[float], log: bool) -> None:
+    """Fit the y-range to the curves and points, so that a runaway interval (a degenerate
+    fit's bootstrap) is cut at the frame instead of squashing everything else."""
+    v = np.asarray([x for x in values if math.isfinite(x) and (x > 0 or not log)], dtype=float)
+    if v.size == 0:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    if log:
+        span = max(math.log10(hi / lo), 0.5)
+        ax.set_ylim(lo / 10 ** (0.25 * span), hi * 10 ** (0.25 * span))
+    else:
+        span = (hi - lo) or 0.1 * abs(hi) or 1.0
+        ax.set_ylim(lo - 0.25 * span, hi + 0.25 * span)
+
+
 def _save_atomic(fig: Figure, path: Path, fmt: str, dpi: int) -> None:
     """``fig.savefig`` to a temp file beside ``path`` and rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -337,7 +352,7 @@ class ScalingVisualizer:
                 "budget": cb if cb > 0 else c, "c": c,
                 "n": _num(b.get("optimal_params")), "d": _num(b.get("optimal_tokens")),
                 "loss": _num(b.get("optimal_loss")),
-                "interior": bool(b.get("used", b.get("interior"))),
+                "interior": bool(b.get("interior")),
                 "n_ci": interval(b, "optimal_params"), "d_ci": interval(b, "optimal_tokens"),
                 "loss_ci": interval(b, "optimal_loss"), "note": str(b.get("note") or ""),
                 "raw": b,
@@ -397,7 +412,7 @@ class ScalingVisualizer:
     def _parametric_alloc(self, par: dict[str, Any], c: np.ndarray):
         from flops_fit.fitting import optimal_allocation, parametric_loss
 
-        n, d = optimal_allocation(c, par["A"], par["B"], par["alpha"], par["beta"], 6.0)
+        n, d = optimal_allocation(c, par["A"], par["B"], par["alpha"], par["beta"], self.kappa)
         loss = parametric_loss(n, d, par["E"], par["A"], par["B"], par["alpha"], par["beta"])
         return n, d, loss
 
@@ -417,9 +432,9 @@ class ScalingVisualizer:
         norm = mcolors.LogNorm(vmin=lo, vmax=hi)
 
         def color_of(b: float):
-            return cmap(0.05 + 0.85 * norm(b))  # skip viridis' palest yellow
+            return cmap(0.05 + 0.75 * norm(b))  # skip viridis' pale yellow end
 
-        sm = ScalarMappable(norm=norm, cmap=mcolors.ListedColormap(cmap(np.linspace(0.05, 0.9,
+        sm = ScalarMappable(norm=norm, cmap=mcolors.ListedColormap(cmap(np.linspace(0.05, 0.8,
                                                                                     256))))
         return color_of, sm
 
@@ -449,21 +464,29 @@ class ScalingVisualizer:
         fig = self._new_figure("isoflops", (9.5, 5.4))
         ax = fig.add_subplot()
         ax.set_xscale("log")
+        drawn = {"star": False, "edge": False, "concave": False, "convex": False}
         for b in budgets:
             g = sorted(groups[b], key=lambda r: r["n"])
             col = color_of(b)
             n = np.array([r["n"] for r in g])
             loss = np.array([r["loss"] for r in g])
-            lab = f"C = {fmt_sci(b)} FLOPs" if len(budgets) <= _MAX_LEGEND_BUDGETS else None
+            o = optima.get(b)
+            lab = None
+            if len(budgets) <= _MAX_LEGEND_BUDGETS:
+                lab = f"C = {fmt_sci(b)} FLOPs"
+                if o is not None and not o["interior"]:
+                    lab += " (no minimum)" if not o["n"] > 0 else " (minimum outside)"
             ax.plot(n, loss, "o", color=col, ms=5, mec="white", mew=0.5, label=lab, zorder=3)
             if np.unique(n).size >= 3:
-                coef = np.polyfit(np.log(n), loss, 2)
                 ln = np.log(n)
+                coef = np.polyfit(ln, loss, 2)
                 span = ln.max() - ln.min()
                 xs = np.linspace(ln.min() - 0.08 * span, ln.max() + 0.08 * span, 200)
-                ax.plot(np.exp(xs), np.polyval(coef, xs), "-", color=col, lw=1.4, alpha=0.85,
-                        zorder=2)
-            o = optima.get(b)
+                concave = not coef[0] > 0  # no minimum: draw the fit faint and dashed
+                drawn["concave"] |= concave
+                drawn["convex"] |= not concave
+                ax.plot(np.exp(xs), np.polyval(coef, xs), "--" if concave else "-", color=col,
+                        lw=1.0 if concave else 1.4, alpha=0.5 if concave else 0.85, zorder=2)
             if o is not None and o["n"] > 0:
                 y = o["loss"]
                 if not math.isfinite(y) and np.unique(n).size >= 3:
@@ -474,22 +497,27 @@ class ScalingVisualizer:
                 if o["n_ci"]:
                     xerr = [[max(o["n"] - o["n_ci"][0], 0)], [max(o["n_ci"][1] - o["n"], 0)]]
                 if o["interior"]:
+                    drawn["star"] = True
                     ax.errorbar([o["n"]], [y], xerr=xerr, fmt="*", ms=14, color=col,
                                 mec="black", mew=0.7, ecolor="black", elinewidth=1.1,
                                 capsize=3, zorder=5)
                 else:
+                    drawn["edge"] = True
                     ax.errorbar([o["n"]], [y], xerr=xerr, fmt="X", ms=9, mfc="white",
                                 color=col, mec=PRED_COLOR, mew=1.4, ecolor="black",
                                 elinewidth=1.1, capsize=3, zorder=5)
         if len(budgets) > _MAX_LEGEND_BUDGETS:
             fig.colorbar(sm, ax=ax, label="compute budget C (FLOPs)", pad=0.01)
         handles, labels = ax.get_legend_handles_labels()
-        handles += [
-            Line2D([], [], ls="-", color="grey", label="parabola in log N"),
-            Line2D([], [], ls="", marker="*", ms=12, color="grey", mec="black",
-                   label="optimum of the parabola\n(bar: 95% interval)"),
-        ]
-        if any(not o["interior"] for b, o in optima.items() if b in groups):
+        if drawn["convex"]:
+            handles.append(Line2D([], [], ls="-", color="grey", label="parabola in log N"))
+        if drawn["concave"]:
+            handles.append(Line2D([], [], ls="--", color="grey", alpha=0.6,
+                                  label="parabola without a minimum"))
+        if drawn["star"]:
+            handles.append(Line2D([], [], ls="", marker="*", ms=12, color="grey", mec="black",
+                                  label="optimum of the parabola\n(bar: 95% interval)"))
+        if drawn["edge"]:
             handles.append(Line2D([], [], ls="", marker="X", ms=9, mfc="white", color="grey",
                                   mec=PRED_COLOR, mew=1.4,
                                   label="minimum not inside the\nsampled sizes (excluded)"))
@@ -501,6 +529,8 @@ class ScalingVisualizer:
         bad = {s: c for s, c in self._status_counts().items() if s in ("failed", "diverged")}
         if bad:
             title += "\n(" + ", ".join(f"{c} {s}" for s, c in bad.items()) + " not shown)"
+        if optima and not any(o["interior"] for o in optima.values()):
+            title += "\nNo budget has an interior minimum: widen the sweep."
         ax.set_title(title)
         return fig
 
@@ -510,6 +540,74 @@ class ScalingVisualizer:
 
         with matplotlib.rc_context(_RC):
             return self._plot_scaling_laws(predict_budget or self.predict_budget)
+
+    def _samples(self, section: str) -> np.ndarray | None:
+        """The bootstrap samples of ``section`` (rows: resamples), or None."""
+        sec = self.analysis.get(section)
+        boot = sec.get("bootstrap") if isinstance(sec, dict) else None
+        raw = boot.get("samples") if isinstance(boot, dict) else None
+        if not isinstance(raw, list) or len(raw) < 2:
+            return None
+        try:
+            arr = np.array([[np.nan if v is None else v for v in row] for row in raw],
+                           dtype=float)
+        except (TypeError, ValueError):
+            return None
+        return arr if arr.ndim == 2 else None
+
+    def _percentiles(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Pointwise interval at :attr:`ci_level` of samples ``y`` (resamples x points)."""
+        from flops_fit.fitting import percentile_interval
+
+        if y.shape[0] < 2 or not np.isfinite(y).any():
+            return None
+        lo, hi = percentile_interval(y, self.ci_level, axis=0)
+        return lo, hi
+
+    def _iso_curve(self, j: int, grid: np.ndarray, pts: list[tuple[float, float]]):
+        """Approach 2's law ``j`` (0: N_opt, 1: D_opt, 2: L_opt) on ``grid``: (y, band, exp)."""
+        name = ("n_opt", "d_opt", "loss_opt")[j]
+        law = self._law(name, pts)
+        if law is None and j == 2:
+            law = self._law_from_points(pts)  # not in the analysis: fit the points
+        if law is None:
+            return None
+        s = self._samples("isoflop")
+        band = None
+        if s is not None and s.shape[1] >= 2 * j + 2 and self._isoflop().get(name):
+            with np.errstate(all="ignore"):
+                ys = np.exp(s[:, 2 * j, None] + s[:, 2 * j + 1, None] * np.log(grid)[None, :])
+            band = self._percentiles(ys)
+        if band is None:
+            band = law.band(grid)
+        return law(grid), band, law.a
+
+    def _par_curves(self, par: dict[str, Any], grid: np.ndarray):
+        """Approach 3's N_opt, D_opt and L_opt on ``grid``, each ``(y, band or None)``."""
+        from flops_fit.fitting import optimal_allocation, parametric_loss
+
+        central = self._parametric_alloc(par, grid)
+        s = self._samples("parametric")
+        bands: list[Any] = [None, None, None]
+        if s is not None and s.shape[1] >= 5:
+            with np.errstate(all="ignore"):
+                ns, ds = optimal_allocation(grid[None, :], s[:, 1, None], s[:, 2, None],
+                                            s[:, 3, None], s[:, 4, None], self.kappa)
+                ls = parametric_loss(ns, ds, s[:, 0, None], s[:, 1, None], s[:, 2, None],
+                                     s[:, 3, None], s[:, 4, None])
+            bands = [self._percentiles(ns), self._percentiles(ds), self._percentiles(ls)]
+        return [(central[k], bands[k]) for k in range(3)]
+
+    def prediction(self, compute_budget: float) -> dict[str, Any] | None:
+        """The analysis's own prediction at ``compute_budget`` (its method), or None."""
+        if not self.analysis or not compute_budget:
+            return None
+        try:
+            from flops_fit.analyzer import ScalingAnalysis
+
+            return ScalingAnalysis.from_json(self.analysis).predict_optimal_size(compute_budget)
+        except Exception:  # noqa: BLE001 - no analyzer, an older file, or nothing to predict
+            return None
 
     def _plot_scaling_laws(self, predict: float | None) -> Figure | None:
         optima = [o for o in self._budget_optima() if o["n"] > 0]
@@ -524,74 +622,95 @@ class ScalingVisualizer:
         c_lo = min(cs) / 2
         c_hi = max(max(cs) * 2, (predict or 0) * 1.5)
         grid = np.geomspace(c_lo, c_hi, 200)
-        fig = self._new_figure("scaling_laws", (14.0, 4.8))
+        fig = self._new_figure("scaling_laws", (14.5, 4.9))
         axes = fig.subplots(1, 3)
         panels = [
-            ("n_opt", "n", "n_ci", "compute-optimal model size $N_{opt}$ (parameters)", 0),
-            ("d_opt", "d", "d_ci", "compute-optimal data $D_{opt}$ (tokens)", 1),
-            ("loss_opt", "loss", "loss_ci", "loss at the optimum $L_{opt}$ (nats/token)", 2),
+            ("n", "n_ci", "optimal_params", "compute-optimal model size $N_{opt}$ (parameters)"),
+            ("d", "d_ci", "optimal_tokens", "compute-optimal data $D_{opt}$ (tokens)"),
+            ("loss", "loss_ci", "expected_loss",
+             "loss at the optimum $L_{opt}$ (nats/token)"),
         ]
-        a3 = self._parametric_alloc(par, grid) if par is not None else None
+        a3 = self._par_curves(par, grid) if par is not None else None
         degenerate = self._degenerate_note()
-        for law_name, key, ci_key, ylabel, j in panels:
+        pred = self.prediction(predict) if predict else None
+        pct = f"{self.ci_level:.0%}"
+        a1 = self.analysis.get("approach1")
+        a1_law = a1.get("n_opt") if isinstance(a1, dict) and a1.get("available") else None
+        for j, (key, ci_key, pred_key, ylabel) in enumerate(panels):
             ax = axes[j]
             ax.set_xscale("log")
             if j < 2:
                 ax.set_yscale("log")
+            sym = ("N", "D", "L")[j]
             pts = [(o["c"], o[key]) for o in interior if o[key] > 0]
-            law = self._law(law_name, pts)
-            if law is None and law_name == "loss_opt":
-                law = self._law_from_points(pts)  # not in the analysis: fit the points
-            if law is not None:
-                sym = ("N", "D", "L")[j]
-                ax.plot(grid, law(grid), "-", color=A2_COLOR, lw=1.8,
-                        label=f"Approach 2: ${sym}_{{opt}} \\propto C^{{{law.a:.3f}}}$")
-                band = law.band(grid)
+            iso = self._iso_curve(j, grid, pts) if self._isoflop().get("available", True) \
+                else None
+            if iso is not None:
+                y, band, expo = iso
+                ax.plot(grid, y, "-", color=A2_COLOR, lw=1.8,
+                        label=f"Approach 2 (IsoFLOP): ${sym}_{{opt}} \\propto C^{{{expo:.3f}}}$")
                 if band is not None:
                     ax.fill_between(grid, band[0], band[1], color=A2_COLOR, alpha=0.15, lw=0,
-                                    label="95% band")
+                                    label=f"{pct} band (Approach 2)")
             if a3 is not None:
-                y3 = a3[j]
+                y3, band3 = a3[j]
                 if np.all(np.isfinite(y3)) and np.all(y3 > 0):
-                    exp3 = {0: par["beta"] / (par["alpha"] + par["beta"]),
-                            1: par["alpha"] / (par["alpha"] + par["beta"])}.get(j)
-                    lab = "Approach 3: L(N, D)" + (
-                        f" $\\propto C^{{{exp3:.3f}}}$" if exp3 is not None else "")
+                    exp3 = (_num(par.get("a")), _num(par.get("b")), math.nan)[j]
+                    lab = "Approach 3, L(N, D)" + (
+                        f": $\\propto C^{{{exp3:.3f}}}$" if math.isfinite(exp3) else "")
                     if degenerate:
                         lab += " (degenerate)"
                     ax.plot(grid, y3, "--" if not degenerate else ":", color=A3_COLOR, lw=1.6,
                             label=lab)
+                    if band3 is not None and not degenerate:
+                        ax.fill_between(grid, band3[0], band3[1], color=A3_COLOR, alpha=0.13,
+                                        lw=0, label=f"{pct} band (Approach 3)")
+            if j == 0 and isinstance(a1_law, dict):
+                k1, e1 = _num(a1_law.get("coefficient")), _num(a1_law.get("exponent"))
+                if k1 > 0 and math.isfinite(e1):
+                    ax.plot(grid, k1 * grid ** e1, "-.", color="#2ca02c", lw=1.3,
+                            label=f"Approach 1 (curve envelope): $\\propto C^{{{e1:.3f}}}$")
             for o in optima:
-                y = o[key]
-                if not y > 0:
+                yv = o[key]
+                if not yv > 0:
                     continue
                 yerr = None
                 if o[ci_key]:
-                    yerr = [[max(y - o[ci_key][0], 0)], [max(o[ci_key][1] - y, 0)]]
+                    yerr = [[max(yv - o[ci_key][0], 0)], [max(o[ci_key][1] - yv, 0)]]
                 if o["interior"]:
-                    ax.errorbar([o["c"]], [y], yerr=yerr, fmt="o", color="black", ms=5,
+                    ax.errorbar([o["c"]], [yv], yerr=yerr, fmt="o", color="black", ms=5,
                                 capsize=2, zorder=4)
                 else:
-                    ax.errorbar([o["c"]], [y], yerr=yerr, fmt="o", mfc="white", color="grey",
+                    ax.errorbar([o["c"]], [yv], yerr=yerr, fmt="o", mfc="white", color="grey",
                                 ms=5, capsize=2, zorder=4)
+            core = [o[key] for o in optima] + (list(iso[0]) if iso is not None else [])
+            if a3 is not None:
+                core += list(a3[j][0])
             if predict:
-                self._mark_prediction(ax, predict, law, a3[j] if a3 is not None else None,
-                                      grid)
+                core.append(self._mark_prediction(ax, predict, pred, pred_key, iso,
+                                                  a3[j] if a3 else None, grid))
+            _clip_ylim(ax, core, log=j < 2)
+            ci = _pair(pred.get(f"{pred_key}_ci")) if pred else None
+            if ci and (ci[0] < ax.get_ylim()[0] or ci[1] > ax.get_ylim()[1]):
+                ax.text(0.98, 0.02, "the prediction's interval runs off the plot",
+                        transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                        color=PRED_COLOR)
             ax.set_xlabel("compute C (FLOPs)")
             ax.set_ylabel(ylabel)
             if j == 2:
                 ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.2f"))
-            handles, labels = ax.get_legend_handles_labels()
+            handles, _ = ax.get_legend_handles_labels()
             extra = [Line2D([], [], ls="", marker="o", color="black", ms=5,
-                            label="IsoFLOP optimum (interior)")] if interior else []
+                            label="IsoFLOP optimum")] if interior else []
             if any(not o["interior"] for o in optima):
                 extra.append(Line2D([], [], ls="", marker="o", mfc="white", color="grey", ms=5,
                                     label="not interior (excluded)"))
             ax.legend(handles=handles + extra, loc="upper left" if j < 2 else "upper right",
-                      framealpha=0.9)
+                      framealpha=0.9, fontsize=7.5)
         title = "Compute-optimal scaling"
         if predict:
-            title += f", extended to the prediction at C = {fmt_sci(predict)} FLOPs"
+            how = f" ({pred['method']} fit)" if pred and pred.get("method") else ""
+            title += f", extended to the prediction{how} at C = {fmt_sci(predict)} FLOPs"
         if degenerate:
             title += f"\nApproach 3 {degenerate}"
         fig.suptitle(title)
@@ -619,24 +738,33 @@ class ScalingVisualizer:
             a_half = z * pl.exponent_se
         return _Band(pl.coefficient, pl.exponent, pl.log_x_center, se_center, a_half, z)
 
-    def _mark_prediction(self, ax, c: float, law: _Band | None, a3: np.ndarray | None,
-                         grid: np.ndarray) -> None:
+    def _mark_prediction(self, ax, c: float, pred: dict[str, Any] | None, key: str,
+                         iso, a3, grid: np.ndarray) -> float:
+        """A star at the predicted value (the analysis's method) with its interval."""
         ax.axvline(c, color=PRED_COLOR, lw=0.8, ls=":", alpha=0.8)
-        if law is not None:
-            y = float(law(np.array([c]))[0])
-            band = law.band(np.array([c]))
-            yerr = None
+        y, ci = math.nan, None
+        if pred is not None:
+            y, ci = _num(pred.get(key)), _pair(pred.get(f"{key}_ci"))
+        if not math.isfinite(y):
+            curve = iso if iso is not None else a3
+            if curve is None:
+                return math.nan
+            y = float(np.exp(np.interp(math.log(c), np.log(grid), np.log(curve[0]))))
+            band = curve[1]
             if band is not None:
-                yerr = [[y - float(band[0][0])], [float(band[1][0]) - y]]
-            ax.errorbar([c], [y], yerr=yerr, fmt="*", ms=14, color=PRED_COLOR, mec="black",
-                        mew=0.6, capsize=4, zorder=6, label=f"prediction at {fmt_sci(c)}")
-            ax.annotate(fmt_sci(y, 3), (c, y), xytext=(-8, 10), textcoords="offset points",
-                        ha="right", fontsize=8.5, color=PRED_COLOR)
-        elif a3 is not None:
-            y = float(np.interp(math.log(c), np.log(grid), a3))
-            if math.isfinite(y) and y > 0:
-                ax.plot([c], [y], "*", ms=14, color=PRED_COLOR, mec="black", mew=0.6,
-                        zorder=6, label=f"prediction at {fmt_sci(c)}")
+                ci = (float(np.exp(np.interp(math.log(c), np.log(grid), np.log(band[0])))),
+                      float(np.exp(np.interp(math.log(c), np.log(grid), np.log(band[1])))))
+        if not (math.isfinite(y) and y > 0):
+            return math.nan
+        yerr = [[max(y - ci[0], 0)], [max(ci[1] - y, 0)]] if ci else None
+        ax.errorbar([c], [y], yerr=yerr, fmt="*", ms=14, color=PRED_COLOR, mec="black",
+                    mew=0.6, ecolor="black", elinewidth=1.1, capsize=4, zorder=6,
+                    label="prediction")
+        text = f"{y:.3f}" if key == "expected_loss" else fmt_sci(y, 3)
+        ax.annotate(text, (c, y), xytext=(-10, 8), textcoords="offset points", ha="right",
+                    va="bottom", fontsize=8.5, color=PRED_COLOR,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+        return y
 
     def plot_tokens_per_param(self) -> Figure | None:
         """D/N of every run and of the compute-optimal allocation vs C."""
@@ -697,7 +825,7 @@ class ScalingVisualizer:
         if par is not None:
             n3, d3, _ = self._parametric_alloc(par, grid)
             if np.all(np.isfinite(d3 / n3)):
-                lab = "Approach 3: L(N, D)" + (" (degenerate)" if self._degenerate_note() else "")
+                lab = "Approach 3, L(N, D)" + (" (degenerate)" if self._degenerate_note() else "")
                 ax.plot(grid, d3 / n3, "--", color=A3_COLOR, lw=1.6, label=lab)
                 if self.predict_budget and not math.isfinite(pred_ratio):
                     n_p, d_p, _ = self._parametric_alloc(par, np.array([self.predict_budget]))
@@ -708,11 +836,20 @@ class ScalingVisualizer:
         if optima:
             ax.plot([], [], "o", color=A2_COLOR, mec="black", ms=7, label="IsoFLOP optimum")
         ax.axhline(20, color="grey", ls=":", lw=1.2, label="Chinchilla's 20 tokens/parameter")
+        core = [r["d"] / r["n"] for r in runs] + [o["d"] / o["n"] for o in optima] + [20.0]
+        pred = self.prediction(self.predict_budget) if self.predict_budget else None
+        ci = None
+        if pred is not None and _num(pred.get("tokens_per_param")) > 0:
+            pred_ratio = _num(pred.get("tokens_per_param"))
+            ci = _pair(pred.get("tokens_per_param_ci"))
         if self.predict_budget and math.isfinite(pred_ratio):
-            ax.plot([self.predict_budget], [pred_ratio], "*", ms=15, color=PRED_COLOR,
-                    mec="black", mew=0.6, zorder=5,
-                    label=f"prediction at {fmt_sci(self.predict_budget)}: {pred_ratio:.3g}")
+            yerr = [[max(pred_ratio - ci[0], 0)], [max(ci[1] - pred_ratio, 0)]] if ci else None
+            ax.errorbar([self.predict_budget], [pred_ratio], yerr=yerr, fmt="*", ms=15,
+                        color=PRED_COLOR, mec="black", mew=0.6, ecolor="black", capsize=4,
+                        zorder=5, label=f"prediction at {fmt_sci(self.predict_budget)}: "
+                                        f"{fmt_sci(pred_ratio, 3)} tokens/parameter")
         ax.set_xlabel("compute C (FLOPs)")
+        _clip_ylim(ax, core + [pred_ratio], log=True)
         ax.set_ylabel("tokens per parameter D/N (tokens/parameter)")
         ax.set_title("Tokens per parameter: every run and the compute-optimal ratio")
         ax.legend(loc="best", framealpha=0.9)
@@ -762,12 +899,13 @@ class ScalingVisualizer:
         ax.clabel(cs, fmt=lambda v: f"{v:.2f}", fontsize=7.5, colors="white")
         fig.colorbar(cf, ax=ax, label="L(N, D) (nats/token)", pad=0.01,
                      format=ticker.FormatStrFormatter("%.2f"))
-        # iso-FLOP diagonals under 6ND
-        c_lo, c_hi = 6 * n_lim[0] * d_lim[0], 6 * n_lim[1] * d_lim[1]
+        # iso-FLOP diagonals, C = kappa N D
+        kappa = self.kappa
+        c_lo, c_hi = kappa * n_lim[0] * d_lim[0], kappa * n_lim[1] * d_lim[1]
         for e in range(int(math.ceil(math.log10(c_lo))), int(math.floor(math.log10(c_hi))) + 1):
             c = 10.0 ** e
             x = np.geomspace(*n_lim, 50)
-            y = c / (6 * x)
+            y = c / (kappa * x)
             ok = (y >= d_lim[0]) & (y <= d_lim[1])
             if ok.sum() < 2:
                 continue
@@ -793,9 +931,10 @@ class ScalingVisualizer:
         title = (f"Fitted L(N, D) = {par['E']:.3f} + {par['A']:.3g}/N$^{{{par['alpha']:.3f}}}$ "
                  f"+ {par['B']:.3g}/D$^{{{par['beta']:.3f}}}$")
         note = self._degenerate_note()
-        title += f"\n{note}" if note else "\n(dotted lines: iso-FLOP, C = 6ND FLOPs)"
+        kap = "6" if abs(kappa - 6) < 1e-9 else f"{kappa:.3g}"
+        title += f"\n{note}" if note else f"\n(dotted lines: iso-FLOP, C = {kap}·N·D FLOPs)"
         ax.set_title(title)
-        ax.legend(loc="lower right", framealpha=0.9)
+        ax.legend(loc="best", framealpha=0.9)
         return fig
 
     def plot_fit_quality(self) -> Figure | None:
@@ -849,9 +988,10 @@ class ScalingVisualizer:
             ax2.scatter(n[~used], rel[~used], marker="x", color=PRED_COLOR, s=30, zorder=3)
         lim = max(float(np.abs(rel).max()) * 1.15, 0.5)
         ax2.set_ylim(-lim, lim)
-        ax2.yaxis.set_major_formatter(ticker.FormatStrFormatter("%+.1f%%"))
+        ax2.yaxis.set_major_formatter(ticker.FuncFormatter(
+            lambda v, _: "0%" if abs(v) < 1e-12 else f"{v:+.3g}%"))
         ax2.set_xlabel("model size N (parameters)")
-        ax2.set_ylabel("residual (observed − predicted) / predicted")
+        ax2.set_ylabel("relative residual (observed − predicted) / predicted (%)")
         ax2.set_title("Residuals by model size")
         fig.colorbar(sc, ax=[ax1, ax2], label="compute C (FLOPs)", pad=0.01, shrink=0.9)
         note = self._degenerate_note()
@@ -985,8 +1125,11 @@ class ScalingVisualizer:
         for name, method in self.plotters():
             try:
                 fig = method()
-            except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
-                self.notes.append(f"{name}: skipped, it could not be drawn ({exc})")
+            except FlopsFitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one odd plot must not sink the others
+                self.notes.append(f"{name}: skipped, it could not be drawn "
+                                  f"({type(exc).__name__}: {exc})")
                 continue
             if fig is not None:
                 figures.append(fig)
