@@ -240,29 +240,16 @@ def plan_sweep(
                 f"model (N={n_total[0]:,}); lower size_min or raise the budget."
             )
         for i in idx:
-            size = valid[i]
-            kwargs = {**model_kwargs, size_param: size}
-            count = count_model(model_cls, kwargs, example_input)
-            steps = round(c / count.flops_per_token / tokens_per_step)
-            if steps < min_steps:
+            spec = make_run(model_cls, size_param, model_kwargs, valid[i], c, target,
+                            batch_size, seq_len, tokens_per_step, example_input)
+            if spec.steps < min_steps:
                 notes.append(
-                    f"Budget {c:.2e}: dropped {size_param}={size} (N={count.num_params:,}): "
-                    f"only {steps} steps of {tokens_per_step} tokens (< min_steps={min_steps})."
+                    f"Budget {c:.2e}: dropped {size_param}={spec.size_value} "
+                    f"(N={spec.num_params:,}): only {spec.steps} steps of {tokens_per_step} "
+                    f"tokens (< min_steps={min_steps})."
                 )
                 continue
-            d = steps * tokens_per_step
-            payload = {"model": target, "kwargs": kwargs, "budget": c, "steps": steps,
-                       "batch_size": batch_size, "seq_len": seq_len}
-            runs.append(RunSpec(
-                run_id=_run_id(c, size_param, size, payload),
-                compute_budget=c, size_param=size_param, size_value=size,
-                num_params=count.num_params,
-                num_params_non_embedding=count.num_params_non_embedding,
-                flops_per_token=count.flops_per_token, num_tokens=d, steps=steps,
-                batch_size=batch_size, seq_len=seq_len,
-                flops=count.flops_per_token * d, flops_6nd=6.0 * count.num_params * d,
-                tokens_per_param=d / count.num_params, model_kwargs=kwargs,
-            ))
+            runs.append(spec)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     if not runs:
@@ -277,6 +264,29 @@ def plan_sweep(
                                             example_input).flops_method}
     model = {"_target_": target, "size_param": size_param, "kwargs": model_kwargs}
     return SweepPlan(runs, model, settings, notes)
+
+
+def make_run(
+    model_cls: type[nn.Module], size_param: str, model_kwargs: dict[str, Any], size: int,
+    budget: float, target: str, batch_size: int, seq_len: int, tokens_per_step: int,
+    example_input: torch.Tensor | None = None,
+) -> RunSpec:
+    """The run of size ``size`` that spends ``budget`` FLOPs in whole optimizer steps."""
+    kwargs = {**model_kwargs, size_param: size}
+    count = count_model(model_cls, kwargs, example_input)
+    steps = round(budget / count.flops_per_token / tokens_per_step)
+    d = steps * tokens_per_step
+    payload = {"model": target, "kwargs": kwargs, "budget": budget, "steps": steps,
+               "batch_size": batch_size, "seq_len": seq_len}
+    return RunSpec(
+        run_id=_run_id(budget, size_param, size, payload),
+        compute_budget=budget, size_param=size_param, size_value=size,
+        num_params=count.num_params, num_params_non_embedding=count.num_params_non_embedding,
+        flops_per_token=count.flops_per_token, num_tokens=d, steps=steps,
+        batch_size=batch_size, seq_len=seq_len,
+        flops=count.flops_per_token * d, flops_6nd=6.0 * count.num_params * d,
+        tokens_per_param=d / count.num_params, model_kwargs=kwargs,
+    )
 
 
 def _init_params(model_cls: type) -> set[str]:

@@ -436,7 +436,7 @@ def _laws_section(data: dict[str, Any]) -> str:
                 out.append(f"<p>{_e(law['ci_note'])}</p>")
         else:
             out.append(f"<p><em>{_e(a1.get('message') or 'not available')}</em></p>")
-    warns = data.get("warnings")
+    warns = [w for w in data.get("warnings") or [] if w != data.get("method_note")]
     if isinstance(warns, list) and warns:
         out.append("<h3>Warnings from the analysis</h3>")
         out += [f'<div class="warn">{_e(w)}</div>' for w in warns]
@@ -472,6 +472,12 @@ def _prediction(obj: Any, data: dict[str, Any], budget: float | None,
             sub = f"<span>95%: {_e(fmt(ci))}</span>" if ci is not None else ""
             out.append(f"<div><span>{_e(label)}</span><b>{_e(fmt(v))}</b>{sub}</div>")
     out.append("</div>")
+    method = f" by the {pred['method']} fit" if pred.get("method") else ""
+    if pred.get("degenerate") or pred.get("warning"):
+        out.append(f'<div class="bad"><b>Unreliable prediction{_e(method)}</b>: '
+                   f'{_e(pred.get("warning") or "the fit is degenerate")}.</div>')
+    elif method:
+        out.append(f"<p>Predicted{_e(method)}; intervals are bootstrap percentiles.</p>")
     out.append("<details><summary>all fields of the prediction</summary>"
                + _kv_table(dict(pred)) + "</details>")
     return "".join(out), notes

@@ -53,7 +53,8 @@ class Result:
             records = read_json(run_dir / RESULTS_FILE, "results")
             if isinstance(records, list):
                 budgets = sorted({float(r["compute_budget"]) for r in records
-                                  if isinstance(r, dict) and r.get("compute_budget")})
+                                  if isinstance(r, dict) and r.get("compute_budget")
+                                  and r.get("status") == "completed"})
         return cls(analysis, run_dir, budgets, validation)
 
     @property

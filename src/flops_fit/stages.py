@@ -214,5 +214,27 @@ def _prediction_line(p: dict[str, Any]) -> str:
             f"loss {p['expected_loss']:.4f}{ci('expected_loss', '.4f')} (95% intervals)")
 
 
-def validate_command(s: Settings, console: Console):
-    raise FlopsFitError("`flops-fit validate` is not built yet; it lands with issue 7.")
+def validate_command(s: Settings, console: Console) -> dict[str, Any]:
+    """Train the predicted optimum of a larger held-out budget and compare with the fit."""
+    from flops_fit.config import import_object
+    from flops_fit.data import build_data
+    from flops_fit.devices import pick_cuda_device, release_devices
+    from flops_fit.planner import default_size_grid
+    from flops_fit.validate import validate_stage
+
+    run_dir = check_run_dir(s.run_dir)
+    plan = load_plan(run_dir)
+    model_cls = import_object(plan.model["_target_"], "model")
+    sizes = s.model.sizes() if s.model._target_ == plan.model["_target_"] else \
+        default_size_grid()
+    train = s.train
+    train.batch_size = int(plan.settings.get("batch_size", train.batch_size))
+    train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
+    data = build_data(s.dataset, train.seq_len, train.batch_size)
+    train.device = pick_cuda_device(train.device)
+    try:
+        return validate_stage(run_dir, model_cls, sizes, data, train,
+                              s.validate.get("budget"), bool(s.validate.get("neighbours", True)),
+                              console)
+    finally:
+        release_devices()

@@ -1,0 +1,190 @@
+"""Prove the prediction: train the predicted optimum of a larger, held-out budget and compare.
+
+``validate_stage`` takes the fitted laws of a run directory, plans the compute-optimal run for
+budget C (the size value nearest to N_opt(C) in log N) and, optionally, one size on each side
+(about ``spread``x smaller and larger), trains them like any run into ``run_dir/validation/``
+(same resume and sharding rules), and writes ``analysis/validation.json``: predicted vs.
+achieved loss with the interval, and whether the predicted optimum was the best of the three.
+
+The interval is a *prediction* interval: the bootstrap interval of the predicted loss widened
+by the scatter of the sweep's own runs around the fitted law (1.96 standard deviations of
+log-loss residuals), since a single new run has that noise too.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.nn as nn
+from rich.console import Console
+
+from flops_fit import fitting
+from flops_fit.errors import FlopsFitError
+from flops_fit.planner import SweepPlan, make_run
+from flops_fit.rundir import atomic_write_json, read_json
+
+VALIDATION_DIR = "validation"
+VALIDATION_FILE = Path("analysis") / "validation.json"
+
+
+def _nearest(sizes: list[int], log_n: np.ndarray, target: float) -> int:
+    return int(np.argmin(np.abs(log_n - math.log(target))))
+
+
+def plan_validation(
+    plan: SweepPlan, model_cls: type[nn.Module], sizes: list[int], prediction: dict[str, Any],
+    budget: float, neighbours: bool = True, spread: float = 2.5,
+) -> SweepPlan:
+    """The validation runs: the size nearest to N_opt(C), plus one each side if asked."""
+    from flops_fit.flops import count_params
+
+    size_param, kwargs = plan.model["size_param"], dict(plan.model.get("kwargs", {}))
+    valid, counts = [], []
+    for s in sizes:
+        try:
+            counts.append(count_params(model_cls, {**kwargs, size_param: s})[0])
+            valid.append(s)
+        except Exception:
+            continue
+    log_n = np.log(np.asarray(counts, dtype=float))
+    n_opt = float(prediction["optimal_params"])
+    centre = _nearest(valid, log_n, n_opt)
+    chosen = [centre]
+    if neighbours:
+        below = _nearest(valid, log_n, n_opt / spread)
+        above = _nearest(valid, log_n, n_opt * spread)
+        chosen += [i for i in (below if below < centre else centre - 1,
+                               above if above > centre else centre + 1)
+                   if 0 <= i < len(valid)]
+    st = plan.settings
+    batch_size, seq_len = int(st.get("batch_size", 32)), int(st.get("seq_len", 128))
+    runs = [make_run(model_cls, size_param, kwargs, valid[i], budget, plan.model["_target_"],
+                     batch_size, seq_len, batch_size * seq_len) for i in sorted(set(chosen))]
+    return SweepPlan(runs, plan.model, {**st, "compute_budgets": [budget],
+                                        "purpose": "validation", "predicted_size":
+                                        valid[centre]})
+
+
+def _residual_sigma(analysis: Any, records: list[dict[str, Any]]) -> float:
+    """Std of log(observed / fitted) loss over the sweep's completed runs (parametric fit)."""
+    p = analysis.parametric
+    if not p.get("available"):
+        return 0.0
+    done = [r for r in records if r.get("status") == "completed" and r.get("final_loss")]
+    if len(done) < 3:
+        return 0.0
+    n = np.array([float(r["num_params"]) for r in done])
+    d = np.array([float(r["num_tokens"]) for r in done])
+    obs = np.array([float(r["final_loss"]) for r in done])
+    fit = fitting.parametric_loss(n, d, *(float(p[k]) for k in fitting.PARAM_NAMES))
+    return float(np.std(np.log(obs / fit), ddof=1))
+
+
+def outcome(analysis: Any, records: list[dict[str, Any]], vplan: SweepPlan,
+            vrecords: list[dict[str, Any]], budget: float) -> dict[str, Any]:
+    """validation.json: predicted vs. achieved, the interval, and best-of-three."""
+    pred = analysis.predict_optimal_size(budget)
+    by_id = {r["run_id"]: r for r in vrecords}
+    centre_size = vplan.settings.get("predicted_size")
+    runs = []
+    for spec in vplan.runs:
+        r = by_id.get(spec.run_id, {})
+        runs.append({"run_id": spec.run_id, "size_value": spec.size_value,
+                     "num_params": spec.num_params, "num_tokens": spec.num_tokens,
+                     "status": r.get("status", "pending"), "final_loss": r.get("final_loss"),
+                     "predicted_optimum": spec.size_value == centre_size})
+    centre = next(r for r in runs if r["predicted_optimum"])
+    sigma = _residual_sigma(analysis, records)
+    lo, hi = pred.get("expected_loss_ci") or (pred["expected_loss"],) * 2
+    interval = [lo * math.exp(-1.96 * sigma), hi * math.exp(1.96 * sigma)]
+    achieved = centre["final_loss"]
+    p = analysis.parametric
+    at_run = None
+    if p.get("available"):
+        at_run = float(fitting.parametric_loss(centre["num_params"], centre["num_tokens"],
+                                               *(float(p[k]) for k in fitting.PARAM_NAMES)))
+    done = [r for r in runs if r["status"] == "completed" and r["final_loss"] is not None]
+    best = min(done, key=lambda r: r["final_loss"]) if done else None
+    rel = None if achieved is None else (achieved - pred["expected_loss"]) / achieved
+    return {
+        "compute_budget": budget,
+        "largest_sweep_budget": max(float(r["compute_budget"]) for r in records),
+        "method": pred.get("method"),
+        "predicted_params": pred["optimal_params"],
+        "predicted_tokens": pred["optimal_tokens"],
+        "predicted_loss": pred["expected_loss"],
+        "predicted_loss_ci": pred.get("expected_loss_ci"),
+        "prediction_interval": interval,
+        "residual_sigma_log": sigma,
+        "predicted_loss_at_run": at_run,
+        "achieved_loss": achieved,
+        "relative_error": rel,
+        "within_interval": None if achieved is None else interval[0] <= achieved <= interval[1],
+        "predicted_optimum_was_best": None if best is None or len(done) < 2
+        else best["predicted_optimum"],
+        "runs": runs,
+    }
+
+
+def validate_stage(run_dir: Path, model_cls: type[nn.Module], sizes: list[int], data: Any,
+                   train_cfg: Any, budget: float | None, neighbours: bool,
+                   console: Console) -> dict[str, Any]:
+    """Plan, train and compare (see the module docstring). Returns validation.json's content."""
+    from flops_fit.result import Result
+    from flops_fit.stages import PLAN_FILE, load_plan
+    from flops_fit.trainer import train_stage
+
+    result = Result.load(run_dir)
+    plan = load_plan(run_dir)
+    records = read_json(run_dir / "results.json", "results")
+    largest = max(plan.compute_budgets)
+    budget = float(budget) if budget else 4.0 * largest
+    if not math.isfinite(budget) or budget <= 0:
+        raise FlopsFitError(f"validate.budget={budget} must be a positive number of FLOPs.")
+    if budget <= largest:
+        console.print(f"[yellow]warning:[/] validate.budget={budget:.3g} is not beyond the "
+                      f"sweep's largest budget {largest:.3g}: this checks interpolation only.")
+    pred = result.predict(budget)
+    vplan = plan_validation(plan, model_cls, sizes, pred, budget, neighbours)
+    vdir = run_dir / VALIDATION_DIR
+    vdir.mkdir(parents=True, exist_ok=True)
+    if (vdir / PLAN_FILE).exists():
+        old = load_plan(vdir)
+        if [r.run_id for r in old.runs] != [r.run_id for r in vplan.runs]:
+            console.print("[yellow]note:[/] the fit changed since the last validation plan; "
+                          "planning the new optimum (finished runs are kept under runs/).")
+    atomic_write_json(vdir / PLAN_FILE, vplan.to_dict())
+    console.print(f"Validating at C={budget:.3g} ({budget / largest:.3g}x the largest budget): "
+                  f"predicted N_opt={pred['optimal_params']:.3g}, loss "
+                  f"{pred['expected_loss']:.4f}; training {len(vplan.runs)} run(s).")
+    train_stage(vdir, vplan, model_cls, data, train_cfg, console=console)
+    vrecords = read_json(vdir / "results.json", "validation results")
+    out = outcome(result.analysis, records, vplan, vrecords, budget)
+    atomic_write_json(run_dir / VALIDATION_FILE, out)
+    console.print(describe(out))
+    return out
+
+
+def describe(v: dict[str, Any]) -> str:
+    """The validation outcome in a few lines."""
+    lines = [f"Validation at C={v['compute_budget']:.3g} FLOPs "
+             f"({v['compute_budget'] / v['largest_sweep_budget']:.3g}x the sweep's largest):"]
+    for r in v["runs"]:
+        mark = "  <- predicted optimum" if r["predicted_optimum"] else ""
+        loss = "pending" if r["final_loss"] is None else f"{r['final_loss']:.4f}"
+        lines.append(f"  size {r['size_value']:>5}  N={r['num_params']:>11,}  "
+                     f"D={r['num_tokens']:>12,}  loss {loss}{mark}")
+    lo, hi = v["prediction_interval"]
+    if v["achieved_loss"] is not None:
+        lines.append(
+            f"  predicted loss {v['predicted_loss']:.4f} (95% prediction interval "
+            f"[{lo:.4f}, {hi:.4f}]), achieved {v['achieved_loss']:.4f}: relative error "
+            f"{v['relative_error']:+.2%}, {'inside' if v['within_interval'] else 'OUTSIDE'} "
+            "the interval")
+    if v["predicted_optimum_was_best"] is not None:
+        lines.append("  the predicted optimum was " + ("the best" if
+                     v["predicted_optimum_was_best"] else "NOT the best") + " of the sizes tried")
+    return "\n".join(lines)
