@@ -105,7 +105,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
 def test_interrupted_sweep_resumes_on_the_next_train(tmp_path):
     plan = _plan()
     data = build_data(DATA, 32)
-    cfg = _cfg(checkpoint_every_s=0.0)
+    cfg = _cfg(checkpoint_every_s=0.02)  # several checkpoints per run, not one per step
     mid = plan.runs[1]
     with pytest.raises(Interrupt):
         train_stage(tmp_path, plan, GPT, data, cfg, on_step=_interrupt_at(mid.steps // 2, run=1),

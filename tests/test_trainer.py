@@ -264,7 +264,7 @@ def test_dataset_smaller_than_one_batch(tmp_path):
 
 def _user_plan(x):
     with _quiet():
-        return plan_sweep(Classifier, "hidden", {}, [3e6], sizes=[4, 8, 16, 32, 64],
+        return plan_sweep(Classifier, "hidden", {}, [1e6], sizes=[4, 8, 16, 32, 64],
                           sizes_per_budget=3, tokens_per_param=20, batch_size=8,
                           example_input=x[:1], min_steps=5)
 

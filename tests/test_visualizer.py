@@ -8,7 +8,6 @@ and an "imported" set of runs at random (N, D) that is no grid. The real analyze
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import subprocess
@@ -156,7 +155,7 @@ def test_plot_all_writes_every_plot(grid_plots, grid_dir):
     assert len(list(plots.glob("*.png"))) >= 4 and len(list(plots.glob("*.svg"))) >= 4
     assert not list(plots.glob(".*.tmp")), "temporary files left behind"
     assert sorted(vis.saved) == sorted(plots / f"{n}.{e}" for n in names for e in ("png", "svg"))
-    assert seconds < 30
+    assert seconds < 60
 
 
 def test_plots_leave_no_pyplot_state(grid_plots):
@@ -365,4 +364,3 @@ def test_fmt_helpers():
     assert fmt_sci(3e12) == r"$3\times10^{12}$" and fmt_sci(1e21) == r"$10^{21}$"
     assert interval({"a_ci": [2, 1]}, "a") == (1.0, 2.0)
     assert interval({"a": {"value": 1, "ci": [0, None]}}, "a") is None
-    assert math.isnan(float("nan"))

@@ -1,4 +1,4 @@
-"""flops-fit: plan an IsoFLOP sweep of your model, train it, fit scaling laws, predict the optimum."""
+"""flops-fit: plan an IsoFLOP sweep of your model, train it, fit scaling laws, predict."""
 
 from flops_fit.errors import FlopsFitError, NotEnoughDataError
 from flops_fit.planner import RunSpec, SweepPlan, plan_sweep

@@ -440,6 +440,11 @@ class TorchDataSource(DataSource):
             self._perm, self._pos = self._new_perm(), 0
 
     def train_batch(self, batch_size: int) -> Batch:
+        if not self.iterable and hasattr(self.dataset, "__getitems__"):  # batched fetch
+            if self._pos + batch_size <= len(self._perm):
+                idx = self._perm[self._pos: self._pos + batch_size].tolist()
+                self._pos += batch_size
+                return self.collate(self.dataset.__getitems__(idx))
         return self.collate([self._next_train_sample() for _ in range(batch_size)])
 
     def val_batches(self, n_tokens: int, batch_size: int = 32) -> Iterator[Batch]:

@@ -1139,6 +1139,8 @@ class ScalingVisualizer:
 
     def save(self, figures: Iterable[Figure]) -> list[Path]:
         """Write each Figure as ``<label>.png`` and ``<label>.svg`` in ``output_dir``."""
+        import matplotlib
+
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -1150,7 +1152,8 @@ class ScalingVisualizer:
             for fmt in ("png", "svg"):
                 path = self.output_dir / f"{stem}.{fmt}"
                 try:
-                    _save_atomic(fig, path, fmt, self.dpi)
+                    with matplotlib.rc_context(_RC):  # svg.hashsalt: reproducible SVG ids
+                        _save_atomic(fig, path, fmt, self.dpi)
                 except OSError as exc:
                     raise FlopsFitError(f"Cannot write {path}: {exc.strerror or exc}; free "
                                         "disk space or choose another run_dir.") from exc
