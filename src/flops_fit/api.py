@@ -90,7 +90,7 @@ def find_optimal(
 
     from flops_fit.analyzer import AnalysisConfig, ScalingLawAnalyzer
     from flops_fit.rundir import atomic_write_json
-    from flops_fit.stages import PLAN_FILE, check_run_dir, load_plan
+    from flops_fit.stages import PLAN_FILE, check_run_dir, draw, load_plan
     from flops_fit.trainer import train_stage
 
     run_dir = check_run_dir(Path(output_dir))
@@ -109,6 +109,5 @@ def find_optimal(
 
     config = analysis_config or AnalysisConfig()
     ScalingLawAnalyzer(run_dir / "results.json", run_dir / "analysis", config).analyze()
-    result = Result.load(run_dir)
-    result.plot(predict_budget=predict_budget or max(budgets) * 100)
-    return result
+    draw(run_dir, predict_budget or max(budgets) * 100)  # plots/ and report.html
+    return Result.load(run_dir)

@@ -170,17 +170,23 @@ def analyze_command(s: Settings, console: Console):
 
 def visualize_command(s: Settings, console: Console) -> list:
     """Redraw every plot and ``report.html`` from the run directory's files alone."""
+    figures, report = draw(check_run_dir(s.run_dir), s.predict_budget)
+    console.print(f"Wrote {len(figures)} plots to {report.parent / 'plots'} and {report}")
+    return figures
+
+
+def draw(run_dir: Path, predict_budget: float | None = None) -> tuple[list, Path]:
+    """Plots (PNG + SVG under plots/) and report.html of a fitted run directory."""
     from flops_fit.report import write_report
     from flops_fit.result import RESULTS_FILE, Result
 
-    run_dir = check_run_dir(s.run_dir)
     result = Result.load(run_dir)
-    figures = result.plot(predict_budget=s.predict_budget or _default_predict(result))
-    records = read_json(run_dir / RESULTS_FILE, "results")
+    budget = predict_budget or _default_predict(result)
+    figures = result.plot(predict_budget=budget)
+    records = read_json(Path(run_dir) / RESULTS_FILE, "results")
     report = write_report(run_dir, figures, result.analysis, records,
-                          extra={"predict_budget": s.predict_budget or _default_predict(result)})
-    console.print(f"Wrote {len(figures)} plots to {run_dir / 'plots'} and {report}")
-    return figures
+                          extra={"predict_budget": budget})
+    return figures, report
 
 
 def _default_predict(result) -> float | None:

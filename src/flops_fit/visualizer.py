@@ -38,6 +38,7 @@ PLOT_NAMES = (
 )
 LOSS_LABEL = "final loss (nats/token)"
 PRED_COLOR = "#d62728"
+VAL_COLOR = "#2ca02c"
 A2_COLOR = "#1f77b4"
 A3_COLOR = "#ff7f0e"
 #: at most this many budgets get a legend entry each; more get a colourbar
@@ -620,7 +621,8 @@ class ScalingVisualizer:
         runs = self._runs()
         cs = [o["c"] for o in optima] or [r["c"] for r in runs]
         c_lo = min(cs) / 2
-        c_hi = max(max(cs) * 2, (predict or 0) * 1.5)
+        val = self._validation()
+        c_hi = max(max(cs) * 2, (predict or 0) * 1.5, (val or {}).get("compute_budget", 0) * 1.5)
         grid = np.geomspace(c_lo, c_hi, 200)
         fig = self._new_figure("scaling_laws", (14.5, 4.9))
         axes = fig.subplots(1, 3)
@@ -684,6 +686,12 @@ class ScalingVisualizer:
                     ax.errorbar([o["c"]], [yv], yerr=yerr, fmt="o", mfc="white", color="grey",
                                 ms=5, capsize=2, zorder=4)
             core = [o[key] for o in optima] + (list(iso[0]) if iso is not None else [])
+            if val:  # the held-out run of `flops-fit validate`, against the extrapolation
+                yv = _num((val["n"], val["d"], val["loss"])[j])
+                if yv > 0:
+                    ax.plot([val["compute_budget"]], [yv], "D", color=VAL_COLOR, mec="black",
+                            ms=8, zorder=7, label="held-out validation run")
+                    core.append(yv)
             if a3 is not None:
                 core += list(a3[j][0])
             if predict:
@@ -715,6 +723,24 @@ class ScalingVisualizer:
             title += f"\nApproach 3 {degenerate}"
         fig.suptitle(title)
         return fig
+
+    def _validation(self) -> dict[str, Any] | None:
+        """The predicted-optimum run of analysis/validation.json (budget, n, d, loss), if any."""
+        if self.analysis_path is None:
+            return None
+        path = self.analysis_path.parent / "validation.json"
+        if not path.exists():
+            return None
+        try:
+            v = json.loads(path.read_text(encoding="utf-8"))
+            run = next(r for r in v["runs"] if r.get("predicted_optimum"))
+            if v.get("achieved_loss") is None:
+                return None
+            return {"compute_budget": float(v["compute_budget"]), "n": run["num_params"],
+                    "d": run["num_tokens"], "loss": v["achieved_loss"]}
+        except (OSError, ValueError, KeyError, StopIteration, TypeError):
+            self.notes.append("scaling_laws: analysis/validation.json unreadable, not drawn")
+            return None
 
     def _law_from_points(self, pts: list[tuple[float, float]]) -> _Band | None:
         if len(pts) < 2:
