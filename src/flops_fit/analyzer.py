@@ -1068,6 +1068,11 @@ def run_analysis(run_dir: Path, config: AnalysisConfig, table_budgets: list[floa
         raise FlopsFitError(
             f"run_dir {run_dir} is not a folder; point run_dir at the run directory of a sweep."
         )
+    if not (run_dir / "results.json").exists() and (run_dir / "plan.json").exists():
+        raise NotEnoughDataError(  # a sweep that has started, before its first run ended
+            f"No run of the sweep in {run_dir} has finished yet (no results.json); wait for "
+            "runs to finish, or start them with `flops-fit train`."
+        )
     out_dir = run_dir / "analysis"
     analyzer = ScalingLawAnalyzer(run_dir / "results.json", out_dir, config)
     analysis = analyzer.analyze()

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
@@ -31,6 +34,9 @@ COMMANDS: dict[str, str] = {
 }
 
 CONFIG_PATH = "conf"
+_TOP_KEYS = {"run_dir", "overwrite", "predict", "validate", "model", "dataset", "budgets",
+             "train", "analysis"}
+_SUB_KEYS = {"predict": {"budget"}, "validate": {"budget", "neighbours"}}
 
 
 def settings_from_cfg(cfg: DictConfig):
@@ -42,6 +48,14 @@ def settings_from_cfg(cfg: DictConfig):
     except OmegaConfBaseException as exc:
         raise FlopsFitError(f"The config is incomplete: {exc.msg}; set it on the command line.") \
             from exc
+    unknown = sorted(set(c) - _TOP_KEYS) + sorted(
+        f"{group}.{key}" for group, keys in _SUB_KEYS.items()
+        if isinstance(c.get(group), dict) for key in set(c[group]) - keys)
+    if unknown:  # a misspelled key added with `+` would otherwise be ignored silently
+        raise FlopsFitError(
+            f"Unknown config key(s) {', '.join(unknown)}; check the spelling "
+            "(`flops-fit <command> --cfg job` prints every key)."
+        )
     return Settings(
         run_dir=Path(c["run_dir"]),
         model=from_mapping(ModelConfig, c["model"], "model"),
@@ -59,6 +73,22 @@ def _report(exc: BaseException) -> None:
     Console(stderr=True).print(f"[bold red]flops-fit:[/] {exc}", highlight=False, soft_wrap=True)
 
 
+class JobFailed(CompactHydraException):
+    """A multirun job's FlopsFitError, handed back to the launching process as one sentence.
+
+    ``sys.exit`` inside a launcher job would kill a joblib worker (and with it the other jobs)
+    or leave a submitit job without a result (a traceback in the parent); a returned failure
+    lets every other job finish, then Hydra prints this line and exits with status 1.
+    """
+
+
+def _in_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # no Hydra config: called from Python
+        return False
+
+
 def _guard(fn: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
     """Run a stage; bad input ends in one sentence and a non-zero exit, not a traceback."""
 
@@ -68,7 +98,10 @@ def _guard(fn: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
         try:
             fn(cfg)
         except FlopsFitError as exc:
-            _report(exc)
+            _report(exc)  # in a launcher job: its log
+            if _in_multirun():
+                num = HydraConfig.get().job.get("num", "?")
+                raise JobFailed(f"flops-fit: job #{num} failed: {exc}") from None
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             _report(RuntimeError("interrupted; run the same command again to resume."))

@@ -131,11 +131,11 @@ class TrainConfig:
     batch_size: int = 32
     seq_len: int = 128
     lr: float | None = None  # None: the size rule in trainer.lr_for_size
-    lr_base: float = 3e-3  # lr rule: lr_base * (N_ref / N_non_embedding) ** lr_exponent
-    lr_exponent: float = 0.25
+    lr_base: float = 9e-3  # lr rule: lr_base * (N_ref / N_non_embedding) ** lr_exponent
+    lr_exponent: float = 0.2
     lr_ref_params: float = 1e5
     min_lr_ratio: float = 0.1  # cosine ends at 10% of peak
-    warmup_fraction: float = 0.05
+    warmup_fraction: float = 0.1
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95

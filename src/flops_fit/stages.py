@@ -18,7 +18,7 @@ from rich.console import Console
 from flops_fit.config import BudgetsConfig, DatasetConfig, ModelConfig, TrainConfig
 from flops_fit.errors import FlopsFitError
 from flops_fit.planner import SweepPlan, plan_sweep
-from flops_fit.rundir import atomic_write_json, read_json
+from flops_fit.rundir import atomic_write_json, file_lock, read_json
 
 PLAN_FILE = "plan.json"
 
@@ -132,9 +132,10 @@ def plan_stage(s: Settings, console: Console | None = None) -> SweepPlan:
 def plan_or_load(s: Settings, console: Console) -> SweepPlan:
     """The plan in the run directory, planning it first (same settings) if there is none."""
     run_dir = check_run_dir(s.run_dir)
-    if (run_dir / PLAN_FILE).exists():
-        return load_plan(run_dir)
-    return plan_stage(s, console)
+    with file_lock(run_dir / PLAN_FILE):  # the shards of a multirun start (and plan) together
+        if (run_dir / PLAN_FILE).exists():
+            return load_plan(run_dir)
+        return plan_stage(s, console)
 
 
 def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
