@@ -16,6 +16,7 @@ Runs with fewer than ``min_steps`` steps are dropped with a warning.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import warnings
@@ -117,6 +118,13 @@ class SweepPlan:
 
     def __rich__(self) -> Table:
         return self.table()
+
+    def __str__(self) -> str:
+        from rich.console import Console
+
+        console = Console(width=120, record=True, file=io.StringIO(), color_system=None)
+        console.print(self.table(show_ids=True))
+        return console.export_text()
 
 
 def human(x: float) -> str:
