@@ -92,7 +92,8 @@ def minimal(spec: RunSpec, cfg: TrainConfig, compile_: bool = False, fused: bool
         logits = fwd(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -113,7 +114,9 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     console = Console()
-    base = TrainConfig(device="cpu", eval_tokens=4096, periodic_eval_tokens=512, log_every=10)
+    # a fixed thread count for both loops (train.threads=0 would add the thread tuner's probes)
+    base = TrainConfig(device="cpu", eval_tokens=4096, periodic_eval_tokens=512, log_every=10,
+                       threads=torch.get_num_threads())
     data = build_data(DatasetConfig(), base.seq_len)
     peak = matmul_peak()
     console.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul "
@@ -156,11 +159,12 @@ def explore(console: Console, base: TrainConfig, peak: float, args) -> None:
             ("batch 64 x 128", dict(batch_size=64), {}),
             ("batch 64 x 64", dict(batch_size=64, seq_len=64), {}),
             ("1 thread", dict(threads=1), {}),
+            ("foreach AdamW, no clipping", dict(grad_clip=0.0), {"fused": False}),
             ("torch.compile", dict(), {"compile_": True}),
         ]
         for name, over, kw in variants:
             cfg = replace(base, **over)
-            torch.set_num_threads(cfg.threads or n_threads)
+            torch.set_num_threads(cfg.threads)
             spec = make_spec(w, args.steps, cfg)
             try:
                 tps = max(minimal(spec, cfg, **kw) for _ in range(2))

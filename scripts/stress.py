@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 FINAL = ("completed", "diverged")
+RUN_STARTED = re.compile(r"run \d+/\d+ \S+ \(.*\): \d+ steps")  # the trainer's log line
 TMP_KINDS = {  # leftover temp file prefix -> where a kill landed
     ".checkpoint.pt.": "mid-checkpoint",
     ".result.json.": "mid-result-write",
@@ -78,8 +80,15 @@ def cli(*args: str) -> list[str]:
 
 
 def temp_files(run_dir: Path) -> set[Path]:
-    """Leftover ``.<name>.*.tmp`` files of atomic writes (killed before their rename)."""
+    """``.<name>.*.tmp`` files of atomic writes: in flight, or left by a write killed midway."""
     return {p for p in run_dir.rglob(".*.tmp") if ".hydra" not in p.parts}
+
+
+def stale_temp_files(run_dir: Path, settle_s: float = 0.15) -> set[Path]:
+    """Temp files that outlive ``settle_s`` (a live write renames its own within milliseconds)."""
+    first = temp_files(run_dir)
+    time.sleep(settle_s)
+    return first & temp_files(run_dir)
 
 
 def bad_json(run_dir: Path, jsonl: bool = False) -> list[str]:
@@ -249,9 +258,9 @@ class Shards:
         return [i for i, p in self.procs.items() if p.poll() is None]
 
     def training(self) -> list[int]:
-        """Live shards whose current process has started training (its log says so)."""
+        """Live shards whose current process is inside a run's training loop (its log says so)."""
         return [i for i in self.alive()
-                if "Training " in self.log_paths[i].read_text(errors="replace")]
+                if RUN_STARTED.search(self.log_paths[i].read_text(errors="replace"))]
 
     def wait(self, timeout: float) -> dict[int, int]:
         deadline = time.monotonic() + timeout
@@ -317,6 +326,7 @@ def kill_experiment(run_dir: Path, shards: int, kills: int, overrides: list[str]
     ledger = Ledger()
     moments: dict[str, int] = {}
     done_kills = restarts = 0
+    known_stale: set[Path] = set()
     procs.start_all()
     try:
         _wait_for(run_dir / "plan.json", timeout)
@@ -332,11 +342,11 @@ def kill_experiment(run_dir: Path, shards: int, kills: int, overrides: list[str]
             proc = procs.procs[victim]
             if proc.poll() is not None:
                 continue  # it finished first
-            before = temp_files(run_dir)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             done_kills += 1
-            new = temp_files(run_dir) - before
+            now = stale_temp_files(run_dir)
+            new, known_stale = now - known_stale, now
             kinds = {kind for p in new for pre, kind in TMP_KINDS.items()
                      if p.name.startswith(pre)} or {"mid-step (no write in flight)"}
             for kind in kinds:

@@ -28,8 +28,9 @@ DATA = DatasetConfig(max_bytes=400_000)
 
 
 def _cfg(**kw) -> TrainConfig:
+    # one thread: bit-exact comparisons between runs, and immune to a busy machine
     base = dict(batch_size=8, seq_len=32, eval_tokens=2048, periodic_eval_tokens=512,
-                log_every=5, device="cpu")
+                log_every=5, device="cpu", threads=1)
     return TrainConfig(**{**base, **kw})
 
 

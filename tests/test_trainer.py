@@ -20,7 +20,7 @@ from flops_fit.errors import FlopsFitError
 from flops_fit.models.gpt import GPT
 from flops_fit.models.mlp_lm import MLPLM
 from flops_fit.planner import plan_sweep
-from flops_fit.trainer import lr_at, lr_for_size, resolve_device, train_stage
+from flops_fit.trainer import ThreadTuner, lr_at, lr_for_size, resolve_device, train_stage
 
 GPT_KW = {"vocab_size": 256, "seq_len": 32, "head_dim": 16, "width_per_layer": 32}
 DATA = DatasetConfig(max_bytes=400_000)
@@ -32,8 +32,9 @@ RECORD_FIELDS = {
 
 
 def tiny_cfg(**kw) -> TrainConfig:
+    # one thread: bit-exact comparisons between runs, and immune to a busy machine
     base = dict(batch_size=8, seq_len=32, eval_tokens=2048, periodic_eval_tokens=512,
-                log_every=5, device="cpu")
+                log_every=5, device="cpu", threads=1)
     return TrainConfig(**{**base, **kw})
 
 
@@ -83,6 +84,17 @@ def test_lr_rule_by_size():
     assert lr_for_size(10_000, TrainConfig(lr=0.01)) == 0.01
 
 
+def test_thread_tuner_keeps_a_valid_choice():
+    tuner = ThreadTuner(2, every_s=0.0, first_s=0.0, k=2)
+    a = torch.randn(256, 256)
+    for _ in range(20):
+        tuner.before_step()
+        assert torch.get_num_threads() in (1, 2)
+        a @ a
+        tuner.after_step()
+    assert tuner.current in (1, 2) and torch.get_num_threads() == tuner.current
+
+
 def test_device_resolution():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -105,7 +117,8 @@ def test_cuda_requested_without_cuda(tmp_path):
 def test_tiny_sweep_trains_every_run(tmp_path):
     plan = tiny_plan()
     data = build_data(DATA, 32)
-    recs = train_stage(tmp_path, plan, GPT, data, tiny_cfg(), console=quiet_console())
+    cfg = tiny_cfg(threads=0)  # the default: all cores, with the thread tuner
+    recs = train_stage(tmp_path, plan, GPT, data, cfg, console=quiet_console())
     assert [r["run_id"] for r in recs] == [r.run_id for r in plan.runs]
     for r, spec in zip(recs, plan.runs, strict=True):
         assert RECORD_FIELDS <= set(r)
@@ -133,7 +146,7 @@ def test_tiny_sweep_trains_every_run(tmp_path):
     stamps = {p: (p.read_bytes(), p.stat().st_mtime_ns)
               for p in (tmp_path / "runs").glob("*/result.json")}
     t0 = time.perf_counter()
-    again = train_stage(tmp_path, plan, GPT, data, tiny_cfg(), console=quiet_console())
+    again = train_stage(tmp_path, plan, GPT, data, cfg, console=quiet_console())
     assert time.perf_counter() - t0 < 5
     assert [r["final_loss"] for r in again] == [r["final_loss"] for r in recs]
     assert stamps == {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in stamps}

@@ -148,7 +148,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16
     compile: bool = False
-    threads: int = 0  # torch.set_num_threads; 0 = all cores
+    threads: int = 0  # torch.set_num_threads; 0 = all cores (split between local shards)
     seed: int = 0
     shard: int = 0
     num_shards: int = 1

@@ -112,6 +112,21 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         ) from exc
 
 
+def remove_stale_temp_files(folder: str | Path, name: str = "*") -> int:
+    """Delete the ``.<name>.*.tmp`` files that killed writes left in ``folder``; return how many.
+
+    Only call it while holding the lock that guards those writes, so no live writer owns one.
+    """
+    removed = 0
+    for tmp in Path(folder).glob(f".{name}.*.tmp"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def file_lock(path: str | Path, timeout: float = LOCK_TIMEOUT_S) -> FileLock:
     """A cross-process lock on ``path`` (a ``.lock`` file beside it)."""
     path = Path(path)
@@ -206,6 +221,7 @@ def rebuild_results(run_dir: str | Path, plan: Any = None) -> list[dict[str, Any
     run_dir = Path(run_dir)
     target = run_dir / "results.json"
     with file_lock(target):
+        remove_stale_temp_files(run_dir, target.name)  # from a rebuild killed before its rename
         records = load_run_results(run_dir)
         planned = _plan_runs(run_dir, plan)
         if planned is None:

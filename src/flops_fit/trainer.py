@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -63,6 +64,8 @@ from flops_fit.planner import RunSpec, SweepPlan
 LossFn = Callable[[Any, Any], torch.Tensor]
 FINAL_STATUSES = ("completed", "diverged")  # never retrained unless train.force
 CHECKPOINT_FORMAT = 1
+
+_DEFAULT_THREADS = torch.get_num_threads()
 
 # TrainConfig fields that change a run's trajectory: a checkpoint made under other values
 # is not resumed (the run starts again).
@@ -133,6 +136,72 @@ def resolve_device(name: str) -> torch.device:
         raise FlopsFitError(
             f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N."
         ) from exc
+
+
+def cpu_threads(cfg: TrainConfig) -> int:
+    """Threads for this process: ``cfg.threads``, or (0) this process's cores shared by shards.
+
+    Several shards on one machine (joblib, submitit_local) would oversubscribe the cores, and
+    oversubscribed OpenMP threads slow CPU training down by 10x or more; so unless SLURM gave
+    this job its own allocation, ``threads=0`` splits the cores between ``num_shards``.
+    """
+    if cfg.threads > 0:
+        return int(cfg.threads)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    cores = min(cores, _DEFAULT_THREADS)  # torch's default: physical cores, not hyper-threads
+    if cfg.num_shards > 1 and "SLURM_JOB_ID" not in os.environ:
+        cores = max(1, cores // cfg.num_shards)
+    return cores
+
+
+class ThreadTuner:
+    """``threads=0`` on CPU: now and then, time a few steps with one thread and with all, keep
+    the faster.
+
+    On a machine shared with other busy processes, OpenMP threads that wait for each other can
+    make a step 10-30x slower; one thread then wins by far. When the machine is free again the
+    next probe goes back to all threads. Probing costs a few steps every ``every_s`` seconds.
+    The thread count changes float summation order (losses differ in the 6th digit), so set
+    ``train.threads`` for bit-exact reruns.
+    """
+
+    def __init__(self, max_threads: int, every_s: float = 30.0, first_s: float = 5.0,
+                 k: int = 3) -> None:
+        self.max_threads = max_threads
+        self.current = max_threads
+        self.every_s, self.k = every_s, k
+        self.next_probe = time.monotonic() + first_s
+        self.queue: list[int] = []
+        self.times: dict[int, list[float]] = {}
+        self.switches = 0
+        self._t = 0.0
+        torch.set_num_threads(self.current)
+
+    def before_step(self) -> None:
+        if not self.queue and time.monotonic() >= self.next_probe:
+            alt = 1 if self.current > 1 else self.max_threads
+            self.queue = [alt, self.current] * self.k  # interleaved: load drift hits both
+            self.times = {alt: [], self.current: []}
+        if self.queue:
+            torch.set_num_threads(self.queue[0])
+        self._t = time.perf_counter()
+
+    def after_step(self) -> None:
+        if not self.queue:
+            return
+        self.times[self.queue.pop(0)].append(time.perf_counter() - self._t)
+        if self.queue:
+            return
+        med = {n: sorted(t)[len(t) // 2] for n, t in self.times.items()}
+        alt = next(n for n in med if n != self.current)
+        if med[alt] < 0.85 * med[self.current]:  # clearly faster: switch
+            self.current = alt
+            self.switches += 1
+        torch.set_num_threads(self.current)
+        self.next_probe = time.monotonic() + self.every_s
 
 
 def check_train_config(cfg: TrainConfig) -> None:
@@ -306,8 +375,11 @@ class TrainingRunner:
         self.autocast, self.dtype_label = _precision(self.device, cfg.dtype)
         if self.device.type == "cuda":  # TF32 matmuls for what autocast leaves in fp32
             torch.set_float32_matmul_precision("high" if cfg.dtype == "auto" else "highest")
-        if cfg.threads and cfg.threads > 0:
-            torch.set_num_threads(int(cfg.threads))
+        self.tuner: ThreadTuner | None = None
+        if self.device.type == "cpu" or cfg.threads > 0:
+            torch.set_num_threads(cpu_threads(cfg))
+        if self.device.type == "cpu" and cfg.threads == 0 and cpu_threads(cfg) > 1:
+            self.tuner = ThreadTuner(cpu_threads(cfg))
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -340,6 +412,7 @@ class TrainingRunner:
         rdir = rundir.run_path(run_dir, spec.run_id)
         rdir.mkdir(parents=True, exist_ok=True)
         t_wall = self._t_wall = time.perf_counter()
+        switches0 = self.tuner.switches if self.tuner is not None else 0
         cfg = self.cfg
         seed = run_seed(cfg.seed, spec.run_id)
         tokens_per_step = spec.num_tokens / spec.steps
@@ -422,7 +495,8 @@ class TrainingRunner:
                                           if self.device.type == "cuda" else ""),
             "dtype": self.dtype_label,
             "compile": bool(cfg.compile),
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(),  # at the end of the run
+            "thread_switches": self.tuner.switches - switches0 if self.tuner is not None else 0,
             "seed": seed,
             "resumed": state["resumed"],
             "model": self.model_target,
@@ -464,6 +538,8 @@ class TrainingRunner:
                 lr = lr_at(step, steps, peak_lr, cfg.warmup_fraction, cfg.min_lr_ratio)
                 for g in opt.param_groups:
                     g["lr"] = lr
+                if self.tuner is not None:
+                    self.tuner.before_step()
                 x, y = self.data.train_batch(spec.batch_size)
                 x, y = _to(x, self.device), _to(y, self.device)
                 with self.autocast():
@@ -473,6 +549,8 @@ class TrainingRunner:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                if self.tuner is not None:
+                    self.tuner.after_step()
                 loss_sum += loss.detach().float()
                 n_sum += 1
                 done = step + 1
@@ -607,6 +685,9 @@ def train_stage(
     existing = rundir.load_run_results(run_dir)
     todo = [r for r in mine if cfg.force or
             existing.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+    for run_id in {r.run_id for r in mine} - {r.run_id for r in todo}:
+        # a kill between a run's record and its cleanup leaves the checkpoint of a finished run
+        (rundir.run_path(run_dir, run_id) / rundir.CHECKPOINT_FILE).unlink(missing_ok=True)
     if not todo:
         rundir.rebuild_results(run_dir, plan)
         console.print(_stamp(f"Nothing to train: all {len(mine)} runs of this shard are done "
@@ -642,7 +723,8 @@ def train_stage(
             except Timeout:
                 reporter.log(f"{spec.run_id} is being trained by another process; skipped.")
                 continue
-            try:
+            try:  # we hold the run's lock: temp files in its folder are from a killed writer
+                rundir.remove_stale_temp_files(rundir.run_path(run_dir, spec.run_id))
                 rec = rundir.read_run_result(run_dir, spec.run_id)
                 if rec is None or cfg.force or rec.get("status") not in FINAL_STATUSES:
                     rec = runner.run(spec, run_dir)
