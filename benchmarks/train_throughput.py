@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--explore", action="store_true", help="also time knobs (slower)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    console = Console()
+    console = Console(width=150)
     # a fixed thread count for both loops (train.threads=0 would add the thread tuner's probes)
     base = TrainConfig(device="cpu", eval_tokens=4096, periodic_eval_tokens=512, log_every=10,
                        threads=torch.get_num_threads())

@@ -17,8 +17,8 @@ every ``*.jsonl`` line must parse, no checkpoint may be left, and every analyze 
 exited 0 (fitted) or 3 (not enough data yet) without a traceback. Exit status 0 when nothing was
 lost, doubled or corrupt, 1 otherwise.
 
-    python scripts/stress.py                          # ~2-3 minutes on two CPU cores
-    python scripts/stress.py --shards 4 --kills 20 --budgets 3e9,1e10,3e10 --sizes 4
+    python scripts/stress.py       # 4 shards, 12 runs, 20 kills: 1-2.5 minutes on two CPU cores
+    python scripts/stress.py --kills 40 --budgets 3e9,1e10,3e10,1e11 --seed 1   # ~2.5 minutes
 
 The tests (tests/test_multirun.py, tests/test_faults.py) run a bounded version of the same
 functions.
@@ -389,7 +389,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width text table of experiment summaries."""
     cols = [
         ("experiment", lambda s: s["experiment"]),
-        ("processes", lambda s: s["processes"]),
+        ("train processes", lambda s: s["processes"]),
         ("kills", lambda s: s["kills"]),
         ("runs planned", lambda s: s["planned"]),
         ("completed", lambda s: s["completed"]),
@@ -421,8 +421,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shards", type=int, default=4)
-    ap.add_argument("--kills", type=int, default=16)
-    ap.add_argument("--budgets", default="3e9,1e10", help="comma-separated FLOP budgets")
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--budgets", default="3e9,1e10,3e10", help="comma-separated FLOP budgets")
     ap.add_argument("--sizes", type=int, default=4, help="sizes per budget")
     ap.add_argument("--checkpoint-every-s", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)

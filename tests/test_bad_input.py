@@ -49,6 +49,7 @@ OUR_ERRORS = [
     (["+model.kwargs.bogus=1"], "does not accept argument(s) bogus"),
     (["budgets.values=[]"], "budgets.values is empty"),
     (["budgets.values=[1e12,inf]"], "must be a finite positive number"),
+    (["-m", "--cfg", "job"], "Only one of --run, --multirun, --cfg"),  # Hydra's flag check
 ]
 
 

@@ -78,9 +78,10 @@ def test_random_kills_then_restart(tmp_path):
     """Two shards, checkpointing every 10 ms, killed at random moments and restarted."""
     overrides = stress.plan_overrides([1e10], 4, checkpoint_every_s=0.01)  # 53-795 steps
     summary = stress.kill_experiment(tmp_path / "run", shards=2, kills=4, overrides=overrides,
-                                     scratch=tmp_path, seed=1, delay_s=(0.05, 0.8),
+                                     scratch=tmp_path, seed=1, delay_s=(0.05, 0.5),
                                      analyze=False, timeout=240)
-    assert summary["kills"] == 4, summary
+    # 4 here; a much faster machine may finish its ~5 s of training after fewer
+    assert summary["kills"] >= 2, summary
     assert stress.nothing_lost(summary, None), json.dumps(summary, indent=1)
     assert summary["completed"] == summary["planned"] == 4
     assert summary["temp_files_left"] == 0

@@ -9,7 +9,6 @@ import pytest
 from conftest import run_cli
 
 
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("smoke") / "run"

@@ -206,4 +206,10 @@ def main(argv: list[str] | None = None) -> None:
         _report(exc)
         sys.exit(exc.exit_code)
     sys.argv = [f"flops-fit {command}", *rest]
-    _app(command)()
+    try:
+        _app(command)()
+    except ValueError as exc:  # Hydra's own flag checks (e.g. -m with --cfg) raise it bare
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _report(ValueError(f"{exc} (see flops-fit {command} --help)."))
+        sys.exit(2)

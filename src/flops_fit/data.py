@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
@@ -235,9 +236,13 @@ class ByteCorpus(DataSource):
         self.generator.manual_seed(int(seed))
 
     def _windows(self, data: torch.Tensor, starts: torch.Tensor) -> Batch:
-        # starts (B,) -> idx (B, T+1) -> bytes as int64 token ids
-        w = data[starts.to(data.device)[:, None] + self._offsets].long()
-        return w[:, :-1].contiguous(), w[:, 1:].contiguous()  # x, y: (B, T)
+        if data.device.type == "cpu":
+            # numpy gather: single-threaded, so it never waits on busy OpenMP threads
+            idx = starts.numpy()[:, None] + np.arange(self.seq_len + 1)  # (B, T+1)
+            w = torch.from_numpy(data.numpy()[idx]).long()
+        else:  # (B, T+1) gather on the GPU
+            w = data[starts.to(data.device)[:, None] + self._offsets].long()
+        return w[:, :-1].contiguous(), w[:, 1:].contiguous()  # x, y: (B, T) token ids
 
     def train_batch(self, batch_size: int) -> Batch:
         # starts come from the CPU generator (seeded, resumable); the gather runs on data's device

@@ -168,7 +168,7 @@ class ThreadTuner:
     ``train.threads`` for bit-exact reruns.
     """
 
-    def __init__(self, max_threads: int, every_s: float = 30.0, first_s: float = 5.0,
+    def __init__(self, max_threads: int, every_s: float = 30.0, first_s: float = 1.0,
                  k: int = 3) -> None:
         self.max_threads = max_threads
         self.current = max_threads
