@@ -51,10 +51,10 @@ def test_training_was_real(smoke):
 
 def test_another_process_loads_the_result(smoke):
     run_dir, _ = smoke
-    code = ("import flops_fit, json; r = flops_fit.Result.load(%r); p = r.predict(1e15); "
-            "print(json.dumps({k: p[k] for k in ('optimal_params', 'optimal_tokens', "
-            "'expected_loss', 'tokens_per_param')})); print(r.chinchilla_table()); print(r)"
-            % str(run_dir))
+    code = (f"import flops_fit, json; r = flops_fit.Result.load({str(run_dir)!r}); "
+            "p = r.predict(1e15); print(json.dumps({k: p[k] for k in ('optimal_params', "
+            "'optimal_tokens', 'expected_loss', 'tokens_per_param')})); "
+            "print(r.chinchilla_table()); print(r)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
     p = json.loads(out.stdout.splitlines()[0])
@@ -98,7 +98,7 @@ def test_validate_end_to_end(smoke):
     assert len(v["runs"]) == 1 and v["runs"][0]["predicted_optimum"]
     assert all(r["status"] == "completed" for r in v["runs"])
     assert "predicted loss" in out.stdout
-    code = "import flops_fit; print(flops_fit.Result.load(%r))" % str(run_dir)
+    code = f"import flops_fit; print(flops_fit.Result.load({str(run_dir)!r}))"
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "validation at C=" in shown.stdout
     assert run_cli("visualize", f"run_dir={run_dir}").returncode == 0
