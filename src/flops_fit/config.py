@@ -89,7 +89,7 @@ class DatasetConfig:
     name: str = "stdlib"
     path: str | None = None  # a text file or folder for name=text_files
     pattern: str = "*.py"  # which files of a folder to read
-    max_bytes: int = 16_000_000  # cap on the corpus held in memory
+    max_bytes: int = 32_000_000  # cap on the corpus held in memory
     val_fraction: float = 0.05  # share of files held out for validation
     vocab_size: int = 256
 

@@ -11,6 +11,9 @@ Rules for one run (the same for every run of a sweep, so runs differ only in siz
 * **Seed.** ``torch.manual_seed(seed + crc32(run_id))`` before the model is built; the data
   sampler gets the same seed.
 * **Precision.** ``dtype=auto``: bf16 autocast and TF32 matmuls on CUDA, fp32 on CPU.
+* **Threads (CPU).** ``threads=0``: all cores (split between shards on one machine), and a
+  :class:`ThreadTuner` that drops to one thread while other processes make the OpenMP threads
+  wait on each other (10-30x slower steps on a busy machine). ``threads=N`` pins N, bit-exact.
 * **final_loss.** Mean loss on ``eval_tokens`` held-out tokens, the same fixed windows for
   every run. ``metrics.jsonl`` logs the curve: step, tokens, flops, train_loss, lr, and about
   ten val_loss points (on ``periodic_eval_tokens``, cheaper than the final evaluation).
