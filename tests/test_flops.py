@@ -43,7 +43,7 @@ def test_measured_flops_equal_matmul_formula(width):
 def test_measured_flops_agree_with_6n_plus_attention(width):
     kw = {"width": width, "vocab_size": 256, "seq_len": 128}
     c = count_model(GPT, kw)
-    layers = max(1, width // 32)
+    layers = max(2, width // 32)
     six_n_plus_attention = 6 * c.num_params + 12 * layers * 128 * width
     assert c.flops_per_token == pytest.approx(six_n_plus_attention, rel=0.03)
     assert c.flops_per_token_6n == 6 * c.num_params

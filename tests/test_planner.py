@@ -60,7 +60,7 @@ def test_plan_round_trips_through_json():
 
 def test_too_small_runs_are_dropped_with_a_warning():
     with pytest.warns(UserWarning, match="min_steps"):
-        plan = _plan([1e10], min_steps=30, sizes_per_budget=5)
+        plan = _plan([2e10], min_steps=30, sizes_per_budget=5)
     assert all(r.steps >= 30 for r in plan.runs)
 
 

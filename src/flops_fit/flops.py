@@ -139,26 +139,26 @@ def count_model(
 
 
 def gpt_param_formula(
-    width: int, vocab_size: int, seq_len: int, width_per_layer: int = 32
+    width: int, vocab_size: int, seq_len: int, width_per_layer: int = 32, min_layers: int = 2
 ) -> tuple[int, int]:
     """Hand formula for the default GPT's (total, non-embedding) parameter counts.
 
     Per layer: qkv 3d^2 + proj d^2 + mlp 8d^2 + two LayerNorm weights 2d. Plus final LayerNorm
     d, token embedding V*d (tied with the head), positions T*d.
     """
-    layers = max(1, width // width_per_layer)
+    layers = max(min_layers, width // width_per_layer)
     non_emb = layers * (12 * width * width + 2 * width) + width
     return non_emb + vocab_size * width + seq_len * width, non_emb
 
 
 def gpt_flops_formula(
-    width: int, vocab_size: int, seq_len: int, width_per_layer: int = 32
+    width: int, vocab_size: int, seq_len: int, width_per_layer: int = 32, min_layers: int = 2
 ) -> float:
     """Hand formula for the default GPT's training FLOPs per token (matmuls + attention).
 
     6 * (matmul weights: non-embedding minus norms, plus the tied head V*d) + 12 * L * T * d
     for the attention scores and the weighted sum (dense T x T, forward 4LTd, x3 for training).
     """
-    layers = max(1, width // width_per_layer)
+    layers = max(min_layers, width // width_per_layer)
     matmul_params = layers * 12 * width * width + vocab_size * width
     return 6.0 * matmul_params + 12.0 * layers * seq_len * width
