@@ -24,6 +24,19 @@ def run_cli(*args: str, cwd: str | Path | None = None, env: dict | None = None,
     )
 
 
+def reference_csv() -> Path:
+    """tests/data copy first, then ../shared/reference, then $FLOPS_FIT_REFERENCE_CSV."""
+    here = Path(__file__).resolve()
+    candidates = [here.parent / "data" / "chinchilla_epoch.csv",
+                  here.parents[2] / "shared" / "reference" / "chinchilla_epoch.csv"]
+    if os.environ.get("FLOPS_FIT_REFERENCE_CSV"):
+        candidates.append(Path(os.environ["FLOPS_FIT_REFERENCE_CSV"]))
+    for p in candidates:
+        if p.is_file():
+            return p
+    pytest.skip("chinchilla_epoch.csv not found")
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import math
-import os
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from rich.console import Console
 
+from conftest import reference_csv
 from flops_fit.analyzer import (
     AnalysisConfig,
     ScalingAnalysis,
@@ -30,19 +30,6 @@ LAW = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 LAW_A = LAW["beta"] / (LAW["alpha"] + LAW["beta"])
 FAST = {"bootstrap": 30}
 CONF = Path(__file__).resolve().parents[1] / "conf" / "analysis" / "default.yaml"
-
-
-def reference_csv() -> Path:
-    """tests/data copy first, then ../shared/reference, then $FLOPS_FIT_REFERENCE_CSV."""
-    here = Path(__file__).resolve()
-    candidates = [here.parent / "data" / "chinchilla_epoch.csv",
-                  here.parents[2] / "shared" / "reference" / "chinchilla_epoch.csv"]
-    if os.environ.get("FLOPS_FIT_REFERENCE_CSV"):
-        candidates.append(Path(os.environ["FLOPS_FIT_REFERENCE_CSV"]))
-    for p in candidates:
-        if p.is_file():
-            return p
-    pytest.skip("chinchilla_epoch.csv not found")
 
 
 def make_records(budgets=(1e17, 1e18, 1e19, 1e20), sizes=7, half_width=1.0, noise=0.005,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import reference_csv
 from flops_fit.fitting import (
     bootstrap_parametric,
     fit_envelope,
@@ -25,19 +24,6 @@ LAW = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 LAW_A = LAW["beta"] / (LAW["alpha"] + LAW["beta"])
 REPLICATION = {"E": 1.8172, "A": 477.84, "B": 2143.86, "alpha": 0.3473, "beta": 0.3672}
 REPLICATION_LIK = {"E": 1.8169, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
-
-
-def reference_csv() -> Path:
-    """tests/data copy first, then ../shared/reference, then $FLOPS_FIT_REFERENCE_CSV."""
-    here = Path(__file__).resolve()
-    candidates = [here.parent / "data" / "chinchilla_epoch.csv",
-                  here.parents[2] / "shared" / "reference" / "chinchilla_epoch.csv"]
-    if os.environ.get("FLOPS_FIT_REFERENCE_CSV"):
-        candidates.append(Path(os.environ["FLOPS_FIT_REFERENCE_CSV"]))
-    for p in candidates:
-        if p.is_file():
-            return p
-    pytest.skip("chinchilla_epoch.csv not found")
 
 
 def load_reference():

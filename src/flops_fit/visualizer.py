@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from flops_fit.errors import FlopsFitError
-from flops_fit.rundir import METRICS_FILE, read_json
+from flops_fit.rundir import METRICS_FILE, atomic_file, read_json
 
 __all__ = ["ScalingVisualizer", "PLOT_NAMES", "fmt_sci"]
 
@@ -163,20 +161,10 @@ def _clip_ylim(ax, values: Iterable[float], log: bool) -> None:
 
 
 def _save_atomic(fig: Figure, path: Path, fmt: str, dpi: int) -> None:
-    """``fig.savefig`` to a temp file beside ``path`` and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        meta = {"Date": None} if fmt == "svg" else None
-        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """``fig.savefig`` into a temp file beside ``path``, renamed over it when complete."""
+    meta = {"Date": None} if fmt == "svg" else None
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format=fmt, dpi=dpi, metadata=meta, bbox_inches="tight")
 
 
 class _Band:
