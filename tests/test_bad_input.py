@@ -174,7 +174,7 @@ def test_loss_fn_returning_a_non_scalar(tmp_path):
         warnings.simplefilter("ignore")
         flops_fit.find_optimal(GPT, "width", kw, dataset=data, loss_fn=per_token_loss,
                                compute_budgets=[1e9], train=True, output_dir=out_dir,
-                               sizes=[16, 32, 48], sizes_per_budget=3,
+                               sizes=[16, 32, 48], sizes_per_budget=3, min_steps=5,
                                train_config=TrainConfig(batch_size=8, seq_len=32, device="cpu"),
                                console=Console(file=io.StringIO()))
     msg = str(exc.value)

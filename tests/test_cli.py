@@ -62,7 +62,8 @@ def test_relative_run_dir_is_relative_to_cwd(tmp_path):
 
 
 def test_plan_two_budgets_five_sizes_within_5_percent(tmp_path):
-    out = run_cli("plan", f"run_dir={tmp_path}", "budgets.values=[1e12,1e13]")
+    out = run_cli("plan", f"run_dir={tmp_path}", "budgets.values=[1e12,1e13]",
+                  "budgets.sizes_per_budget=5")
     assert out.returncode == 0, out.stderr
     runs = json.loads((tmp_path / "plan.json").read_text())["runs"]
     for c in (1e12, 1e13):

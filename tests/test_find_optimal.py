@@ -96,6 +96,11 @@ def test_validate_end_to_end(smoke):
     assert v["relative_error"] == pytest.approx(
         (v["achieved_loss"] - v["predicted_loss"]) / v["achieved_loss"])
     assert len(v["runs"]) == 1 and v["runs"][0]["predicted_optimum"]
+    assert v["best_loss"] == v["achieved_loss"]
+    for method, o in v["other_methods"].items():  # the other approach, scored the same way
+        assert method != v["method"]
+        assert o["relative_error_vs_best"] == pytest.approx(
+            (v["best_loss"] - o["predicted_loss"]) / v["best_loss"])
     assert all(r["status"] == "completed" for r in v["runs"])
     assert "predicted loss" in out.stdout
     code = f"import flops_fit; print(flops_fit.Result.load({str(run_dir)!r}))"

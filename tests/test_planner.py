@@ -47,7 +47,7 @@ def test_run_ids_are_stable_and_unique():
     a, b = _plan([1e12, 3e12]), _plan([1e12, 3e12])
     assert [r.run_id for r in a.runs] == [r.run_id for r in b.runs]
     assert len({r.run_id for r in a.runs}) == len(a.runs)
-    c = _plan([1e12, 3e12], batch_size=16)
+    c = _plan([1e12, 3e12], batch_size=32)
     assert {r.run_id for r in c.runs}.isdisjoint({r.run_id for r in a.runs})
 
 
@@ -62,6 +62,17 @@ def test_too_small_runs_are_dropped_with_a_warning():
     with pytest.warns(UserWarning, match="min_steps"):
         plan = _plan([2e10], min_steps=30, sizes_per_budget=5)
     assert all(r.steps >= 30 for r in plan.runs)
+
+
+def test_short_sizes_are_replaced_not_just_dropped():
+    kw = {"tokens_per_param": 100, "batch_size": 16}
+    free = _plan([3.2e12], min_steps=1, **kw)  # its largest size trains only ~600 steps
+    assert min(r.steps for r in free.runs) < 1000
+    with pytest.warns(UserWarning, match="fewer than min_steps=1000"):
+        plan = _plan([3.2e12], min_steps=1000, **kw)
+    assert all(r.steps >= 1000 for r in plan.runs)
+    assert len(plan.runs) == 5  # chosen again among the long-enough sizes, not just dropped
+    assert {r.size_value for r in plan.runs} - {r.size_value for r in free.runs}
 
 
 def test_budget_nothing_fits_is_one_error():

@@ -20,7 +20,14 @@ from flops_fit.errors import FlopsFitError
 from flops_fit.models.gpt import GPT
 from flops_fit.models.mlp_lm import MLPLM
 from flops_fit.planner import plan_sweep
-from flops_fit.trainer import ThreadTuner, lr_at, lr_for_size, resolve_device, train_stage
+from flops_fit.trainer import (
+    ThreadTuner,
+    lr_at,
+    lr_for_size,
+    resolve_device,
+    train_stage,
+    warmup_steps,
+)
 
 GPT_KW = {"vocab_size": 256, "seq_len": 32, "head_dim": 16, "width_per_layer": 32}
 DATA = DatasetConfig(max_bytes=400_000)
@@ -74,6 +81,16 @@ def test_lr_schedule_warmup_then_cosine_to_min():
     after = lrs[lrs.index(max(lrs)):]
     assert all(a >= b for a, b in zip(after, after[1:], strict=False))
     assert 0 < lr_at(0, 1, peak, 0.05, 0.1) <= peak  # a one-step run still trains
+
+
+def test_warmup_floor_and_cap():
+    assert warmup_steps(3000, 0.1, 100) == 300  # long runs: the fraction
+    assert warmup_steps(400, 0.1, 100) == 100  # short runs: the floor
+    assert warmup_steps(150, 0.1, 100) == 75  # very short: at most half the run
+    peak = 1e-3
+    lrs = [lr_at(s, 400, peak, 0.1, 0.1, 100) for s in range(400)]
+    assert lrs.index(max(lrs)) == 100 and lrs[99] < peak
+    assert lrs[-1] == pytest.approx(0.1 * peak)
 
 
 def test_lr_rule_by_size():

@@ -36,6 +36,7 @@ def find_optimal(
     sizes_per_budget: int = 5,
     span: float = 4.0,
     tokens_per_param: float = 20.0,
+    min_steps: int = 200,
     train_config: TrainConfig | None = None,
     analysis_config: Any = None,
     predict_budget: float | None = None,
@@ -54,6 +55,7 @@ def find_optimal(
         train: False returns the :class:`SweepPlan` only; True trains, fits and draws.
         output_dir: the run directory (plan.json, runs/, results.json, analysis/, plots/).
         sizes: candidate size values (default: 1..64, then ~4% steps up to 65536).
+        min_steps: sizes whose run would train fewer optimizer steps are not planned.
         train_config: batch size, schedule, device, ... (:class:`flops_fit.config.TrainConfig`).
         analysis_config: :class:`flops_fit.analyzer.AnalysisConfig`.
 
@@ -83,7 +85,7 @@ def find_optimal(
     plan = plan_sweep(
         model_cls, model_size_param, model_kwargs, budgets, sizes=list(sizes) if sizes else None,
         sizes_per_budget=sizes_per_budget, span=span, tokens_per_param=tokens_per_param,
-        batch_size=tc.batch_size, seq_len=seq_len, example_input=example,
+        batch_size=tc.batch_size, seq_len=seq_len, min_steps=min_steps, example_input=example,
     )
     if not train:
         return plan

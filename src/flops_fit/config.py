@@ -103,7 +103,7 @@ class BudgetsConfig:
     span: float = 4.0  # sizes cover N_opt/span .. N_opt*span (log-spaced)
     tokens_per_param: float = 20.0  # prior for the centre of each budget's sizes
     exponent: float | None = None  # or: N_opt ∝ C^exponent, anchored at the first budget
-    min_steps: int = 20  # runs with fewer optimizer steps are dropped
+    min_steps: int = 200  # sizes whose run would have fewer optimizer steps are not planned
 
     def checked_values(self) -> list[float]:
         out = []
@@ -128,7 +128,7 @@ class BudgetsConfig:
 class TrainConfig:
     """``conf/train/*.yaml``: how every run is trained (see trainer.py for the rules)."""
 
-    batch_size: int = 32
+    batch_size: int = 16
     seq_len: int = 128
     lr: float | None = None  # None: the size rule in trainer.lr_for_size
     lr_base: float = 9e-3  # lr rule: lr_base * (N_ref / N_non_embedding) ** lr_exponent
@@ -136,6 +136,7 @@ class TrainConfig:
     lr_ref_params: float = 1e5
     min_lr_ratio: float = 0.1  # cosine ends at 10% of peak
     warmup_fraction: float = 0.1
+    warmup_min_steps: int = 100  # warm-up floor (at most half the run): short runs stay stable
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95

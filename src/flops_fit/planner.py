@@ -10,7 +10,9 @@ For each budget C the planner
 3. gives each size D = C / (measured training FLOPs per token), rounded to whole optimizer
    steps of ``batch_size * seq_len`` tokens, and records the C actually planned.
 
-Runs with fewer than ``min_steps`` steps are dropped with a warning.
+Sizes whose run would have fewer than ``min_steps`` optimizer steps are not candidates (a run
+that short is mostly warm-up and follows no scaling law); the sizes are chosen among the rest,
+with a warning naming the cap.
 """
 
 from __future__ import annotations
@@ -183,9 +185,9 @@ def plan_sweep(
     span: float = 4.0,
     tokens_per_param: float = 20.0,
     exponent: float | None = None,
-    batch_size: int = 32,
+    batch_size: int = 16,
     seq_len: int = 128,
-    min_steps: int = 20,
+    min_steps: int = 200,
     example_input: torch.Tensor | None = None,
     model_target: str | None = None,
 ) -> SweepPlan:
@@ -235,35 +237,54 @@ def plan_sweep(
     notes: list[str] = []
     runs: list[RunSpec] = []
     target = model_target or f"{model_cls.__module__}.{model_cls.__qualname__}"
+    specs: dict[tuple[int, float], RunSpec] = {}
+
+    def spec_for(i: int, c: float) -> RunSpec:
+        if (i, c) not in specs:
+            specs[i, c] = make_run(model_cls, size_param, model_kwargs, valid[i], c, target,
+                                   batch_size, seq_len, tokens_per_step, example_input)
+        return specs[i, c]
+
     for c in budgets:
         if exponent is not None:
             n0 = math.sqrt(budgets[0] / (6.0 * tokens_per_param))
             n_star = n0 * (c / budgets[0]) ** exponent
         else:
             n_star = math.sqrt(c / (6.0 * tokens_per_param))
-        idx = _choose_sizes(valid, log_n, math.log(n_star), span, sizes_per_budget)
+        # sizes whose run would be shorter than min_steps are not candidates (steps fall as N
+        # grows, so this caps the size); choose again until every chosen run is long enough
+        cap = len(valid)
+        while True:
+            idx = _choose_sizes(valid[:cap], log_n[:cap], math.log(n_star), span,
+                                sizes_per_budget)
+            short = [i for i in idx if spec_for(i, c).steps < min_steps]
+            if not short:
+                break
+            cap = min(short)
+        if cap < len(valid):
+            notes.append(
+                f"Budget {c:.2e}: sizes from {size_param}={valid[cap]} "
+                f"(N={n_total[cap]:,}) up would train fewer than min_steps={min_steps} steps of "
+                f"{tokens_per_step} tokens; not planned."
+            )
         if n_star < n_total[0] / span:
             notes.append(
                 f"Budget {c:.2e}: the expected optimum (N≈{n_star:,.0f}) is below the smallest "
                 f"model (N={n_total[0]:,}); lower size_min or raise the budget."
             )
-        for i in idx:
-            spec = make_run(model_cls, size_param, model_kwargs, valid[i], c, target,
-                            batch_size, seq_len, tokens_per_step, example_input)
-            if spec.steps < min_steps:
-                notes.append(
-                    f"Budget {c:.2e}: dropped {size_param}={spec.size_value} "
-                    f"(N={spec.num_params:,}): only {spec.steps} steps of {tokens_per_step} "
-                    f"tokens (< min_steps={min_steps})."
-                )
-                continue
-            runs.append(spec)
+        if 0 < len(idx) < 3:
+            notes.append(
+                f"Budget {c:.2e}: only {len(idx)} sizes train at least min_steps={min_steps} "
+                "steps; its minimum cannot be located (raise the budget or lower min_steps)."
+            )
+        runs.extend(spec_for(i, c) for i in idx)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     if not runs:
         raise FlopsFitError(
             "No run could be planned: every budget is too small for even one model "
-            f"(min_steps={min_steps}); raise budgets.values or lower train.batch_size."
+            f"(min_steps={min_steps}); raise budgets.values, or lower train.batch_size or "
+            "budgets.min_steps."
         )
     settings = {"compute_budgets": budgets, "sizes_per_budget": sizes_per_budget, "span": span,
                 "tokens_per_param": tokens_per_param, "exponent": exponent,

@@ -7,7 +7,10 @@ Rules for one run (the same for every run of a sweep, so runs differ only in siz
   embeddings; not norms or biases), gradient clipping at ``grad_clip``; fused on CUDA/CPU.
 * **Learning rate.** Peak ``lr_base * (lr_ref_params / N_non_embedding) ** lr_exponent``
   (:func:`lr_for_size`; ``train.lr`` overrides it), linear warm-up over ``warmup_fraction`` of
-  the steps, then cosine decay to ``min_lr_ratio`` × peak, reached at the run's own last step.
+  the steps but at least ``warmup_min_steps`` (at most half the run), then cosine decay to
+  ``min_lr_ratio`` × peak, reached at the run's own last step. The floor matters: with 30
+  warm-up steps a 303-step run of the default GPT (width 80) ended at 2.32, 2.13 and 2.30 for
+  three seeds; with 91 at 1.99, 1.99 and 1.98. Long runs (10% > the floor) are unaffected.
 * **Seed.** ``torch.manual_seed(seed + crc32(run_id))`` before the model is built; the data
   sampler gets the same seed.
 * **Precision.** ``dtype=auto``: bf16 autocast and TF32 matmuls on CUDA, fp32 on CPU.
@@ -73,8 +76,8 @@ _DEFAULT_THREADS = torch.get_num_threads()
 # TrainConfig fields that change a run's trajectory: a checkpoint made under other values
 # is not resumed (the run starts again).
 _TRAJECTORY_KEYS = ("lr", "lr_base", "lr_exponent", "lr_ref_params", "min_lr_ratio",
-                    "warmup_fraction", "weight_decay", "beta1", "beta2", "grad_clip",
-                    "seed", "dtype")
+                    "warmup_fraction", "warmup_min_steps", "weight_decay", "beta1", "beta2",
+                    "grad_clip", "seed", "dtype")
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,13 +98,22 @@ def lr_for_size(num_params_non_embedding: int, cfg: TrainConfig) -> float:
     return cfg.lr_base * (cfg.lr_ref_params / n) ** cfg.lr_exponent
 
 
-def lr_at(step: int, steps: int, peak: float, warmup_fraction: float, min_ratio: float) -> float:
+def warmup_steps(steps: int, warmup_fraction: float, warmup_min_steps: int = 0) -> int:
+    """Warm-up length of a ``steps``-step run: the fraction, at least the floor, at most half."""
+    if warmup_fraction <= 0 and warmup_min_steps <= 0:
+        return 0
+    warmup = max(1, round(warmup_fraction * steps), min(warmup_min_steps, steps // 2))
+    return min(warmup, steps - 1)
+
+
+def lr_at(step: int, steps: int, peak: float, warmup_fraction: float, min_ratio: float,
+          warmup_min_steps: int = 0) -> float:
     """LR for 0-based ``step`` of ``steps``: linear warm-up, then cosine to ``min_ratio * peak``.
 
-    The last step (``steps - 1``) gets exactly ``min_ratio * peak``.
+    Warm-up lasts :func:`warmup_steps` steps; the last step (``steps - 1``) gets exactly
+    ``min_ratio * peak``.
     """
-    warmup = max(1, round(warmup_fraction * steps)) if warmup_fraction > 0 else 0
-    warmup = min(warmup, steps - 1)
+    warmup = warmup_steps(steps, warmup_fraction, warmup_min_steps)
     if step < warmup:
         return peak * (step + 1) / (warmup + 1)
     progress = (step - warmup) / max(1, steps - 1 - warmup)  # 0 -> 1
@@ -221,6 +233,10 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise FlopsFitError(f"train.lr={cfg.lr} must be a positive number (or null for the rule).")
     if not 0 <= cfg.min_lr_ratio <= 1 or not 0 <= cfg.warmup_fraction < 1:
         raise FlopsFitError("train.min_lr_ratio must lie in [0, 1] and warmup_fraction in [0, 1).")
+    if isinstance(cfg.warmup_min_steps, bool) or not isinstance(cfg.warmup_min_steps, int) \
+            or cfg.warmup_min_steps < 0:
+        raise FlopsFitError(f"train.warmup_min_steps={cfg.warmup_min_steps!r} is not valid; "
+                            "use a whole number of steps >= 0.")
 
 
 def _precision(device: torch.device, dtype: str) -> tuple[Any, str]:
@@ -483,8 +499,10 @@ class TrainingRunner:
             "planned_flops": spec.flops,
             "epochs": tokens / self.data.train_size if self.data.train_size else None,
             "lr": peak_lr,
-            "lr_schedule": f"linear warm-up {cfg.warmup_fraction:g}, cosine to "
+            "lr_schedule": f"linear warm-up {cfg.warmup_fraction:g} (at least "
+                           f"{cfg.warmup_min_steps} steps, at most half), cosine to "
                            f"{cfg.min_lr_ratio:g} x peak at the last step",
+            "warmup_steps": warmup_steps(spec.steps, cfg.warmup_fraction, cfg.warmup_min_steps),
             "weight_decay": cfg.weight_decay,
             "betas": [cfg.beta1, cfg.beta2],
             "grad_clip": cfg.grad_clip,
@@ -538,7 +556,8 @@ class TrainingRunner:
         flops_reported = state["step"] * tokens_per_step * spec.flops_per_token
         try:
             for step in range(state["step"], steps):
-                lr = lr_at(step, steps, peak_lr, cfg.warmup_fraction, cfg.min_lr_ratio)
+                lr = lr_at(step, steps, peak_lr, cfg.warmup_fraction, cfg.min_lr_ratio,
+                           cfg.warmup_min_steps)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 if self.tuner is not None:

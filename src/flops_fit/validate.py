@@ -2,9 +2,11 @@
 
 ``validate_stage`` takes the fitted laws of a run directory, plans the compute-optimal run for
 budget C (the size value nearest to N_opt(C) in log N) and, optionally, one size on each side
-(about ``spread``x smaller and larger), trains them like any run into ``run_dir/validation/``
-(same resume and sharding rules), and writes ``analysis/validation.json``: predicted vs.
-achieved loss with the interval, and whether the predicted optimum was the best of the three.
+(about ``spread`` = 1.5x smaller and larger: near enough that a real optimum beats both, far
+enough to be another size of the default GPT's grid), trains them like any run into
+``run_dir/validation/`` (same resume and sharding rules), and writes
+``analysis/validation.json``: predicted vs. achieved loss with the interval, whether the
+predicted optimum was the best of the three, and the other approach's prediction beside it.
 
 The interval is a *prediction* interval: the bootstrap interval of the predicted loss widened
 by the scatter of the sweep's own runs around the fitted law (1.96 standard deviations of
@@ -36,7 +38,7 @@ def _nearest(sizes: list[int], log_n: np.ndarray, target: float) -> int:
 
 def plan_validation(
     plan: SweepPlan, model_cls: type[nn.Module], sizes: list[int], prediction: dict[str, Any],
-    budget: float, neighbours: bool = True, spread: float = 2.5,
+    budget: float, neighbours: bool = True, spread: float = 1.5,
 ) -> SweepPlan:
     """The validation runs: the size nearest to N_opt(C), plus one each side if asked."""
     from flops_fit.flops import count_params
@@ -109,6 +111,20 @@ def outcome(analysis: Any, records: list[dict[str, Any]], vplan: SweepPlan,
     done = [r for r in runs if r["status"] == "completed" and r["final_loss"] is not None]
     best = min(done, key=lambda r: r["final_loss"]) if done else None
     rel = None if achieved is None else (achieved - pred["expected_loss"]) / achieved
+    # the other approach's prediction at the same budget, scored against the best run tried
+    others: dict[str, Any] = {}
+    for method in ("parametric", "isoflop"):
+        if method == pred.get("method"):
+            continue
+        try:
+            o = analysis.predict_optimal_size(budget, method=method)
+        except FlopsFitError:
+            continue
+        others[method] = {
+            "predicted_params": o["optimal_params"], "predicted_loss": o["expected_loss"],
+            "predicted_loss_ci": o.get("expected_loss_ci"),
+            "relative_error_vs_best": None if best is None
+            else (best["final_loss"] - o["expected_loss"]) / best["final_loss"]}
     return {
         "compute_budget": budget,
         "largest_sweep_budget": max(float(r["compute_budget"]) for r in records),
@@ -125,6 +141,8 @@ def outcome(analysis: Any, records: list[dict[str, Any]], vplan: SweepPlan,
         "within_interval": None if achieved is None else interval[0] <= achieved <= interval[1],
         "predicted_optimum_was_best": None if best is None or len(done) < 2
         else best["predicted_optimum"],
+        "best_loss": None if best is None else best["final_loss"],
+        "other_methods": others,
         "runs": runs,
     }
 
@@ -187,4 +205,9 @@ def describe(v: dict[str, Any]) -> str:
     if v["predicted_optimum_was_best"] is not None:
         lines.append("  the predicted optimum was " + ("the best" if
                      v["predicted_optimum_was_best"] else "NOT the best") + " of the sizes tried")
+    for method, o in (v.get("other_methods") or {}).items():
+        if o.get("relative_error_vs_best") is not None:
+            lines.append(f"  cross-check, {method}: N_opt {o['predicted_params']:.3g}, loss "
+                         f"{o['predicted_loss']:.4f} ({o['relative_error_vs_best']:+.2%} from "
+                         "the best run tried)")
     return "\n".join(lines)
