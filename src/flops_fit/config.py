@@ -137,7 +137,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine ends at 10% of peak
     warmup_fraction: float = 0.1
     warmup_min_steps: int = 100  # warm-up floor (at most half the run): short runs stay stable
-    weight_decay: float = 0.1
+    weight_decay: float = 0.0  # see conf/train/default.yaml
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
