@@ -68,6 +68,17 @@ def test_bad_key_or_budget_is_one_sentence(tmp_path, overrides, message):
     assert not (tmp_path / "plan.json").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "find-optimal", "validate"])
+@pytest.mark.parametrize("override,message", [
+    ("train.warmup_min_steps=-1", "train.warmup_min_steps=-1 is not valid"),
+    ("train.lr=-1", "must be a positive number"),
+])
+def test_bad_train_setting_before_anything_is_written(tmp_path, command, override, message):
+    out = run_cli(command, f"run_dir={tmp_path}", "budgets=smoke", override)
+    one_sentence(out, message, code=2)
+    assert not (tmp_path / "plan.json").exists() and not (tmp_path / "validation").exists()
+
+
 # ------------------------------------------------------------------------------ datasets
 
 

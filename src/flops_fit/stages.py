@@ -143,8 +143,9 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     from flops_fit.config import import_object
     from flops_fit.data import build_data
     from flops_fit.devices import pick_cuda_device, release_devices
-    from flops_fit.trainer import train_stage
+    from flops_fit.trainer import check_train_config, train_stage
 
+    check_train_config(s.train)  # bad train settings: one sentence before anything is written
     plan = plan_or_load(s, console)
     train = s.train
     # the plan fixed the batch shape; a config that disagrees does not change planned runs
@@ -227,8 +228,10 @@ def validate_command(s: Settings, console: Console) -> dict[str, Any]:
     from flops_fit.data import build_data
     from flops_fit.devices import pick_cuda_device, release_devices
     from flops_fit.planner import default_size_grid
+    from flops_fit.trainer import check_train_config
     from flops_fit.validate import validate_stage
 
+    check_train_config(s.train)  # before validation/plan.json is written
     run_dir = check_run_dir(s.run_dir)
     plan = load_plan(run_dir)
     model_cls = import_object(plan.model["_target_"], "model")
