@@ -155,3 +155,104 @@ class TrainConfig:
     num_shards: int = 1
     force: bool = False  # retrain completed runs
     diverge_factor: float = 3.0  # loss above factor * initial loss = diverged
+
+
+@dataclass
+class AnalysisConfig:
+    """Settings of the analyze stage; one field per key of ``conf/analysis/default.yaml``.
+
+    predict_with : ``"parametric"`` (default, Approach 3; falls back to the IsoFLOP laws when its
+        fit is degenerate) or ``"isoflop"`` (Approach 2; falls back to parametric when no budget
+        has an interior minimum).
+    loss : ``"huber"`` (Huber with ``huber_delta`` on log loss, summed) or ``"lsq"``.
+    huber_delta : default 1e-2, about the run-to-run noise of log loss, so that ordinary runs
+        are fitted by least squares and only outliers are down-weighted (Chinchilla's 1e-3 acts
+        like least absolute deviations: less accurate on 1%-noise sweeps, see the benchmark).
+    bootstrap : resamples behind every interval (0: point estimates only); ``ci`` their level.
+    fix_E : hold the irreducible loss at this value instead of fitting it.
+    flops_convention : C of a run, ``"flops"`` (measured) or ``"6nd"`` (``6 * N * D``).
+    params_convention : N of a run, ``"total"`` or ``"non_embedding"``.
+    holdout : None or ``"largest"`` (refit without the largest budget and compare).
+    table_budgets : budgets of the printed table (None: the sweep's own and two decades beyond).
+    approach1 : also fit the envelope of the training curves when ``metrics.jsonl`` exist.
+    """
+
+    predict_with: str = "parametric"
+    loss: str = "huber"
+    huber_delta: float = 1e-2
+    bootstrap: int = 200
+    ci: float = 0.95
+    seed: int = 0
+    fix_E: float | None = None
+    flops_convention: str = "flops"
+    params_convention: str = "total"
+    holdout: str | None = None
+    table_budgets: list[float] | None = None
+    approach1: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(key: str, value: Any, allowed: str) -> FlopsFitError:
+            return FlopsFitError(
+                f"analysis.{key}={value!r} is not valid; use {allowed}."
+            )
+
+        choices = {
+            "predict_with": ("parametric", "isoflop"),
+            "loss": ("huber", "lsq"),
+            "flops_convention": ("flops", "6nd"),
+            "params_convention": ("total", "non_embedding"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise bad(key, getattr(self, key), " or ".join(allowed))
+        if self.holdout not in (None, "largest"):
+            raise bad("holdout", self.holdout, "null or largest")
+        self.huber_delta = checked_number(self.huber_delta, "huber_delta", positive=True)
+        self.ci = checked_number(self.ci, "ci", positive=True)
+        if not self.ci < 1:
+            raise bad("ci", self.ci, "a confidence level between 0 and 1, such as 0.95")
+        if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) \
+                or self.bootstrap < 0:
+            raise bad("bootstrap", self.bootstrap, "a whole number of resamples >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise bad("seed", self.seed, "a whole number")
+        if self.fix_E is not None:
+            self.fix_E = checked_number(self.fix_E, "fix_E", positive=True)
+        if not isinstance(self.approach1, bool):
+            raise bad("approach1", self.approach1, "true or false")
+        if self.table_budgets is not None:
+            self.table_budgets = checked_budgets(self.table_budgets, "analysis.table_budgets")
+
+
+def checked_number(value: Any, key: str, positive: bool = False) -> float:
+    """``analysis.<key>`` as a float; one sentence when it is not a (positive) number."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        out = float(value)
+    except (TypeError, ValueError):
+        raise FlopsFitError(f"analysis.{key}={value!r} is not a number; give a number.") from None
+    if not math.isfinite(out) or (positive and out <= 0):
+        raise FlopsFitError(f"analysis.{key}={value!r} must be a finite positive number.")
+    return out
+
+
+def checked_budgets(values: Any, what: str) -> list[float]:
+    """A list of positive finite FLOP budgets (a single number is a list of one)."""
+    if isinstance(values, (int, float, str)) and not isinstance(values, bool):
+        values = [values]
+    out = []
+    try:
+        for v in values:
+            if isinstance(v, bool):
+                raise TypeError
+            out.append(float(v))
+    except (TypeError, ValueError):
+        raise FlopsFitError(
+            f"{what}={values!r} is not a list of FLOP budgets; give numbers such as [1e18, 1e19]."
+        ) from None
+    if not out or not all(math.isfinite(v) and v > 0 for v in out):
+        raise FlopsFitError(
+            f"{what}={values!r} must hold positive finite FLOP budgets, such as [1e18, 1e19]."
+        )
+    return out
