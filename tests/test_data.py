@@ -8,13 +8,8 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from flops_fit import data as data_mod
 from flops_fit.config import DatasetConfig
-from flops_fit.data import (
-    ByteCorpus,
-    TorchDataSource,
-    build_data,
-    validate_dataset,
-    validate_loss_fn,
-)
+from flops_fit.contracts import validate_dataset, validate_loss_fn
+from flops_fit.data import ByteCorpus, TorchDataSource, build_data
 from flops_fit.errors import FlopsFitError
 
 SMALL = DatasetConfig(max_bytes=400_000)

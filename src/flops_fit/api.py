@@ -1,13 +1,16 @@
 """``find_optimal()``: the whole job from one Python call.
 
-validate the model (and dataset, loss) → plan → train → analyze → visualize → ``Result``
-(or the ``SweepPlan`` alone with ``train=False``). Everything is written below ``output_dir``,
-so a later ``Result.load(output_dir)`` — or the command line — picks it up, and a second call
-resumes instead of retraining.
+It builds the same :class:`~flops_fit.config.Settings` the command line builds (its keyword
+defaults are the config dataclasses' defaults, so ``find_optimal(GPT, "width")`` plans the
+sweep ``flops-fit plan`` plans) and calls the same stage functions: plan → train → analyze →
+visualize → :class:`Result` (or the :class:`SweepPlan` alone with ``train=False``). Everything
+is written below ``output_dir``, so a later ``Result.load(output_dir)`` — or the command line —
+picks it up, and a second call resumes instead of retraining.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,11 +18,32 @@ from typing import Any
 import torch.nn as nn
 from rich.console import Console
 
-from flops_fit.config import BudgetsConfig, DatasetConfig, TrainConfig
-from flops_fit.errors import FlopsFitError
-from flops_fit.planner import SweepPlan, plan_sweep
+from flops_fit.config import (
+    AnalysisConfig,
+    BudgetsConfig,
+    ModelConfig,
+    PredictConfig,
+    Settings,
+    TrainConfig,
+    class_path,
+)
+from flops_fit.contracts import validate_loss_fn
+from flops_fit.planner import SweepPlan, default_size_grid
 from flops_fit.result import Result
-from flops_fit.validation import validate_model_contract
+from flops_fit.stages import analyze_command, draw, make_plan, train_command
+
+_B = BudgetsConfig
+
+
+def _model_config(model_cls: type[nn.Module], size_param: str,
+                  model_kwargs: dict[str, Any] | None) -> ModelConfig:
+    """The default model's config when ``model_cls`` is it (unless kwargs are given)."""
+    default = ModelConfig()
+    if model_kwargs is None and (class_path(model_cls), size_param) == (default._target_,
+                                                                        default.size_param):
+        return default
+    return ModelConfig(_target_=class_path(model_cls), size_param=size_param,
+                       kwargs=dict(model_kwargs or {}))
 
 
 def find_optimal(
@@ -33,13 +57,15 @@ def find_optimal(
     output_dir: str | Path = "outputs/find_optimal",
     *,
     sizes: Sequence[int] | None = None,
-    sizes_per_budget: int = 5,
-    span: float = 4.0,
-    tokens_per_param: float = 20.0,
-    min_steps: int = 200,
+    sizes_per_budget: int = _B.sizes_per_budget,
+    span: float = _B.span,
+    tokens_per_param: float = _B.tokens_per_param,
+    min_steps: int = _B.min_steps,
+    exponent: float | None = _B.exponent,
     train_config: TrainConfig | None = None,
-    analysis_config: Any = None,
+    analysis_config: AnalysisConfig | None = None,
     predict_budget: float | None = None,
+    overwrite: bool = False,
     console: Console | None = None,
 ) -> SweepPlan | Result:
     """Plan (and with ``train=True`` run and fit) an IsoFLOP sweep of ``model_cls``.
@@ -48,68 +74,48 @@ def find_optimal(
         model_cls: an ``nn.Module`` class; ``model_cls(**model_kwargs, **{model_size_param: s})``
             builds the model of size ``s`` (an integer).
         model_size_param: the constructor argument that sets the size.
+        model_kwargs: the other constructor arguments (None: the config's, for the default GPT).
         dataset: a torch ``Dataset`` or ``DataLoader`` of ``(input, target)`` pairs; None means
             the built-in byte-level corpus (then the model maps (B, T) bytes to (B, T, 256)).
         loss_fn: ``loss_fn(output, target) -> scalar tensor``; None means token cross-entropy.
-        compute_budgets: training FLOPs per budget (default: the default CPU sweep's).
+        compute_budgets: training FLOPs per budget (default: the command line's, ``budgets=cpu``).
         train: False returns the :class:`SweepPlan` only; True trains, fits and draws.
         output_dir: the run directory (plan.json, runs/, results.json, analysis/, plots/).
-        sizes: candidate size values (default: 1..64, then ~4% steps up to 65536).
-        min_steps: sizes whose run would train fewer optimizer steps are not planned.
+        sizes: candidate size values (default: the config's range for the default GPT, else
+            1..64, then ~4% steps up to 65536).
+        sizes_per_budget, span, tokens_per_param, min_steps, exponent: as ``budgets.*``.
         train_config: batch size, schedule, device, ... (:class:`flops_fit.config.TrainConfig`).
-        analysis_config: :class:`flops_fit.analyzer.AnalysisConfig`.
+        analysis_config: :class:`flops_fit.config.AnalysisConfig`.
+        predict_budget: the budget the report predicts for (default: 100x the largest).
+        overwrite: re-plan a run directory whose results come from another plan.
 
     Returns:
         A :class:`SweepPlan` (``train=False``) or a :class:`Result` (``train=True``).
     """
-    from flops_fit.data import as_data_source, build_data, validate_loss_fn
-
     console = console or Console(highlight=False)
-    model_kwargs = dict(model_kwargs or {})
-    tc = train_config or TrainConfig()
-    budgets = list(compute_budgets) if compute_budgets is not None else BudgetsConfig().values
-    validate_model_contract(model_cls, model_size_param, model_kwargs, sizes=list(sizes or [])
-                            or None)
-
-    example = None
-    seq_len = tc.seq_len
-    source = None
-    if dataset is not None:
-        source = as_data_source(dataset)
-        example = source.example_input()
-        is_tokens = example.dim() > 1 and not example.dtype.is_floating_point
-        seq_len = int(example.shape[1]) if is_tokens else 1
+    model = _model_config(model_cls, model_size_param, model_kwargs)
+    default = ModelConfig()
+    if sizes is None and (model._target_, model.size_param) != (default._target_,
+                                                                 default.size_param):
+        sizes = default_size_grid()
+    budgets = BudgetsConfig(
+        values=[float(c) for c in compute_budgets] if compute_budgets is not None
+        else BudgetsConfig().values,
+        sizes_per_budget=sizes_per_budget, span=span, tokens_per_param=tokens_per_param,
+        exponent=exponent, min_steps=min_steps)
+    s = Settings(
+        run_dir=Path(output_dir), model=model, budgets=budgets,
+        train=dataclasses.replace(train_config) if train_config else TrainConfig(),
+        analysis=analysis_config or AnalysisConfig(), predict=PredictConfig(predict_budget),
+        overwrite=overwrite, model_cls=model_cls, data=dataset, loss_fn=loss_fn,
+        sizes=list(sizes) if sizes else None,
+    )
     if loss_fn is not None:
         validate_loss_fn(loss_fn)
-
-    plan = plan_sweep(
-        model_cls, model_size_param, model_kwargs, budgets, sizes=list(sizes) if sizes else None,
-        sizes_per_budget=sizes_per_budget, span=span, tokens_per_param=tokens_per_param,
-        batch_size=tc.batch_size, seq_len=seq_len, min_steps=min_steps, example_input=example,
-    )
+    s.check()
     if not train:
-        return plan
-
-    from flops_fit.analyzer import AnalysisConfig, ScalingLawAnalyzer
-    from flops_fit.rundir import atomic_write_json
-    from flops_fit.stages import PLAN_FILE, check_run_dir, draw, load_plan
-    from flops_fit.trainer import train_stage
-
-    run_dir = check_run_dir(Path(output_dir))
-    if (run_dir / PLAN_FILE).exists():
-        old = load_plan(run_dir)
-        if [r.run_id for r in old.runs] != [r.run_id for r in plan.runs] and any(
-            (run_dir / "runs").glob("*/result.json")
-        ):
-            raise FlopsFitError(
-                f"{run_dir} holds results of a different plan; pass another output_dir."
-            )
-    atomic_write_json(run_dir / PLAN_FILE, plan.to_dict())
-    tc.seq_len = seq_len
-    data = source if source is not None else build_data(DatasetConfig(), seq_len, tc.batch_size)
-    train_stage(run_dir, plan, model_cls, data, tc, loss_fn=loss_fn, console=console)
-
-    config = analysis_config or AnalysisConfig()
-    ScalingLawAnalyzer(run_dir / "results.json", run_dir / "analysis", config).analyze()
-    draw(run_dir, predict_budget or max(budgets) * 100)  # plots/ and report.html
-    return Result.load(run_dir)
+        return make_plan(s)
+    train_command(s, console)
+    analyze_command(s, console)
+    draw(s.run_dir, predict_budget)  # plots/ and report.html
+    return Result.load(s.run_dir)

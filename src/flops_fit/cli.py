@@ -20,9 +20,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
+from rich.markup import escape
 
-from flops_fit.config import BudgetsConfig, DatasetConfig, ModelConfig, TrainConfig, from_mapping
+from flops_fit import stages
+from flops_fit.config import Settings, settings_from_mapping
 from flops_fit.errors import FlopsFitError
+from flops_fit.plan_io import check_run_dir
 
 COMMANDS: dict[str, str] = {
     "plan": "plan the IsoFLOP sweep of the model and write run_dir/plan.json",
@@ -34,43 +37,21 @@ COMMANDS: dict[str, str] = {
 }
 
 CONFIG_PATH = "conf"
-_TOP_KEYS = {"run_dir", "overwrite", "predict", "validate", "model", "dataset", "budgets",
-             "train", "analysis"}
-_SUB_KEYS = {"predict": {"budget"}, "validate": {"budget", "neighbours"}}
 
 
-def settings_from_cfg(cfg: DictConfig):
-    """Hydra config -> plain Settings (one dataclass per group)."""
-    from flops_fit.stages import Settings
-
+def settings_from_cfg(cfg: DictConfig) -> Settings:
+    """Hydra config -> checked plain Settings (one dataclass per group)."""
     try:
         c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:
         raise FlopsFitError(f"The config is incomplete: {exc.msg}; set it on the command line.") \
             from exc
-    unknown = sorted(set(c) - _TOP_KEYS) + sorted(
-        f"{group}.{key}" for group, keys in _SUB_KEYS.items()
-        if isinstance(c.get(group), dict) for key in set(c[group]) - keys)
-    if unknown:  # a misspelled key added with `+` would otherwise be ignored silently
-        raise FlopsFitError(
-            f"Unknown config key(s) {', '.join(unknown)}; check the spelling "
-            "(`flops-fit <command> --cfg job` prints every key)."
-        )
-    return Settings(
-        run_dir=Path(c["run_dir"]),
-        model=from_mapping(ModelConfig, c["model"], "model"),
-        dataset=from_mapping(DatasetConfig, c["dataset"], "dataset"),
-        budgets=from_mapping(BudgetsConfig, c["budgets"], "budgets"),
-        train=from_mapping(TrainConfig, c["train"], "train"),
-        analysis=c.get("analysis") or {},
-        overwrite=bool(c.get("overwrite", False)),
-        predict_budget=(c.get("predict") or {}).get("budget"),
-        validate=c.get("validate") or {},
-    )
+    return settings_from_mapping(c)
 
 
 def _report(exc: BaseException) -> None:
-    Console(stderr=True).print(f"[bold red]flops-fit:[/] {exc}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[bold red]flops-fit:[/] {escape(str(exc))}", highlight=False,
+                               soft_wrap=True)
 
 
 class JobFailed(CompactHydraException):
@@ -116,45 +97,19 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
-def _plan(cfg: DictConfig) -> None:
-    from flops_fit.stages import plan_stage
+def _stage(fn: Callable[[Settings, Console], object]) -> Callable[[DictConfig], None]:
+    def run(cfg: DictConfig) -> None:
+        fn(settings_from_cfg(cfg), _console())
 
-    plan_stage(settings_from_cfg(cfg), _console())
-
-
-def _train(cfg: DictConfig) -> None:
-    from flops_fit.stages import train_command
-
-    train_command(settings_from_cfg(cfg), _console())
-
-
-def _analyze(cfg: DictConfig) -> None:
-    from flops_fit.stages import analyze_command
-
-    analyze_command(settings_from_cfg(cfg), _console())
-
-
-def _visualize(cfg: DictConfig) -> None:
-    from flops_fit.stages import visualize_command
-
-    visualize_command(settings_from_cfg(cfg), _console())
-
-
-def _find_optimal(cfg: DictConfig) -> None:
-    from flops_fit.stages import find_optimal_command
-
-    find_optimal_command(settings_from_cfg(cfg), _console())
-
-
-def _validate(cfg: DictConfig) -> None:
-    from flops_fit.stages import validate_command
-
-    validate_command(settings_from_cfg(cfg), _console())
+    run.__name__ = fn.__name__
+    return run
 
 
 _STAGE_FNS = {
-    "plan": _plan, "train": _train, "analyze": _analyze, "visualize": _visualize,
-    "find-optimal": _find_optimal, "validate": _validate,
+    "plan": _stage(stages.plan_stage), "train": _stage(stages.train_command),
+    "analyze": _stage(stages.analyze_command), "visualize": _stage(stages.visualize_command),
+    "find-optimal": _stage(stages.find_optimal_command),
+    "validate": _stage(stages.validate_command),
 }
 
 
@@ -179,14 +134,15 @@ def _usage() -> str:
 
 
 def _precheck_run_dir(args: list[str]) -> None:
-    """Catch a run_dir Hydra itself would crash on (it writes .hydra/ there first)."""
-    from flops_fit.stages import check_run_dir
+    """Catch a run_dir Hydra itself would crash on (it writes .hydra/ there first).
 
+    Nothing is created here: Hydra has not accepted the other overrides yet.
+    """
     for arg in args:
         if arg.startswith("run_dir="):
             value = arg.split("=", 1)[1].strip("'\"")
-            if value and "," not in value and "$" not in value:
-                check_run_dir(Path(value))
+            if "," not in value and "$" not in value:
+                check_run_dir(Path(value), create=False)
 
 
 def main(argv: list[str] | None = None) -> None:

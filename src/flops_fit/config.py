@@ -1,7 +1,11 @@
-"""Plain config dataclasses, one per config group, mapping one to one onto ``conf/<group>/*.yaml``.
+"""The settings of every stage: one dataclass per config group, the schema of ``conf/``.
 
-``cli.py`` turns Hydra's DictConfig into these; everything below the CLI takes them (or plain
-arguments), so the core runs and tests without Hydra.
+``conf/<group>/*.yaml`` hold full presets and ``tests/test_config.py`` checks that the composed
+default config equals these dataclasses' defaults, so a default is changed here and in the
+default YAML together, or a test fails. ``cli.py`` turns Hydra's DictConfig into a
+:class:`Settings` with :func:`settings_from_mapping`; ``api.find_optimal`` builds the same
+object from keyword arguments. Every value is checked (type, then range) before any stage
+writes anything: :meth:`Settings.check`.
 """
 
 from __future__ import annotations
@@ -9,33 +13,159 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-from dataclasses import dataclass, field, fields
+import re
+import sys
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
 from flops_fit.errors import FlopsFitError
 
+#: find-optimal predicts for this multiple of the largest budget when predict.budget is null
+PREDICT_MULTIPLE = 100.0
+#: validate trains at this multiple of the largest budget when validate.budget is null
+VALIDATE_MULTIPLE = 4.0
+#: no single run may plan more optimizer steps than this (a mistyped budget, not a sweep)
+MAX_STEPS = 1_000_000_000
+#: budgets above this many FLOPs are refused (about 50x the largest published training run)
+MAX_BUDGET = 1e27
 
-def from_mapping(cls: type, data: dict[str, Any], group: str) -> Any:
-    """Build dataclass ``cls`` from a mapping, naming any unknown key in one sentence."""
-    known = {f.name for f in fields(cls)}
+
+# --------------------------------------------------------------------------------------------
+# Reading a mapping into a dataclass: unknown keys, then each value's type
+# --------------------------------------------------------------------------------------------
+
+
+def type_name(tp: Any) -> str:
+    """A type annotation in words (for messages)."""
+    names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
+             type(None): "null", list: "a list", dict: "a mapping"}
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return "a list of " + type_name(typing.get_args(tp)[0]).replace("a ", "", 1) + "s"
+    return names.get(origin or tp, getattr(tp, "__name__", str(tp)))
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """``value`` as type ``tp`` (int, float, bool, str, None, list[...], dict, unions)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return coerce(value, arg)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError
+    if tp is Any:
+        return value
+    if tp is type(None):
+        if value is None:
+            return None
+        raise TypeError
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        (arg,) = typing.get_args(tp)
+        return [coerce(v, arg) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise TypeError
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        return float(value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    return value
+
+
+def from_mapping(cls: type, data: Any, group: str) -> Any:
+    """Build dataclass ``cls`` from a mapping; one sentence for an unknown key or a bad type."""
+    if not isinstance(data, dict):
+        raise FlopsFitError(
+            f"The {group} config is {data!r}, not a group of keys; choose an option such as "
+            f"{group}=<name> or set {group}.<key>=<value>."
+        )
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.init}
     unknown = sorted(set(data) - known)
     if unknown:
         raise FlopsFitError(
             f"Unknown key(s) {', '.join(unknown)} in the {group} config; "
             f"known keys are: {', '.join(sorted(known))}."
         )
-    return cls(**data)
+    values = {}
+    for key, value in data.items():
+        try:
+            values[key] = coerce(value, hints[key])
+        except (TypeError, ValueError):
+            what = f"{group}.{key}={value!r} is not {type_name(hints[key])}"
+            if isinstance(value, (list, tuple)) and typing.get_origin(hints[key]) is list:
+                arg = typing.get_args(hints[key])[0]
+                bad = next(v for v in value if not _fits(v, arg))
+                what = f"{group}.{key} holds {bad!r}, which is not {type_name(arg)}"
+            raise FlopsFitError(
+                f"{what}; set it to one, e.g. {group}.{key}={_example(cls, key)}."
+            ) from None
+    return cls(**values)
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    try:
+        coerce(value, tp)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _example(cls: type, key: str) -> str:
+    default = next(f for f in fields(cls) if f.name == key)
+    value = default.default_factory() if callable(default.default_factory) else default.default
+    if isinstance(value, list):
+        return "[" + ",".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in value) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) \
+        else str(value)
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise FlopsFitError(message)
 
 
 def import_object(path: str, what: str = "model") -> Any:
-    """Import ``package.module.Name``; one clear sentence when it does not exist."""
+    """Import ``package.module.Name``; one clear sentence when it does not exist.
+
+    The working directory is importable, as with ``python -m``.
+    """
+    if not isinstance(path, str) or not path:
+        raise FlopsFitError(f"{what} _target_ {path!r} is not a dotted path like "
+                            "'pkg.module.Class'.")
     module_name, _, attr = path.rpartition(".")
     if not module_name:
         raise FlopsFitError(
             f"{what} _target_ {path!r} is not a dotted path like 'pkg.module.Class'."
         )
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -52,11 +182,38 @@ def import_object(path: str, what: str = "model") -> Any:
         ) from exc
 
 
+def import_model_class(path: str) -> type[nn.Module]:
+    """The ``nn.Module`` subclass at ``path``; anything else is refused before it is called.
+
+    Every path that builds a model from a name (command line, plan.json, validate, API) goes
+    through here, so a plan.json cannot name ``os.system``.
+    """
+    obj = import_object(path, "model")
+    if not (inspect.isclass(obj) and issubclass(obj, nn.Module)):
+        raise FlopsFitError(f"model _target_ {path!r} is not a torch.nn.Module class; name "
+                            "your model class.")
+    return obj
+
+
+def class_path(cls: type) -> str:
+    """``module.QualName`` of a class (what ``_target_`` holds)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# --------------------------------------------------------------------------------------------
+# The groups
+# --------------------------------------------------------------------------------------------
+
+_GPT_KWARGS = {"vocab_size": 256, "seq_len": 128, "head_dim": 16, "width_per_layer": 32,
+               "min_layers": 2}
+
+
 @dataclass
 class ModelConfig:
     """``conf/model/*.yaml``: which class, which constructor argument is its size, and the rest.
 
     ``size_min``/``size_max``/``size_step`` bound the integer values the planner may choose.
+    The defaults are ``conf/model/gpt.yaml``'s (its kwargs resolved).
     """
 
     _target_: str = "flops_fit.models.gpt.GPT"
@@ -64,22 +221,31 @@ class ModelConfig:
     size_min: int = 16
     size_max: int = 1024
     size_step: int = 16
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=lambda: dict(_GPT_KWARGS))
 
     def model_cls(self) -> type[nn.Module]:
-        obj = import_object(self._target_, "model")
-        if not (inspect.isclass(obj) and issubclass(obj, nn.Module)):
-            raise FlopsFitError(f"model _target_ {self._target_!r} is not a torch.nn.Module class.")
-        return obj
+        """The model class (checked to be an ``nn.Module`` subclass)."""
+        return import_model_class(self._target_)
 
     def sizes(self) -> list[int]:
         """Candidate values of the size parameter."""
+        self.check()
+        return list(range(self.size_min, self.size_max + 1, self.size_step))
+
+    def check(self) -> None:
+        """One sentence for an impossible size range."""
+        _need(bool(self.size_param), "model.size_param is empty; name the constructor argument "
+              "that sets the model's size, e.g. model.size_param=width.")
         if self.size_step < 1 or self.size_min < 1 or self.size_max < self.size_min:
             raise FlopsFitError(
                 f"model size range {self.size_min}..{self.size_max} step {self.size_step} is "
                 "empty; set size_min >= 1, size_max >= size_min and size_step >= 1."
             )
-        return list(range(self.size_min, self.size_max + 1, self.size_step))
+
+    def identity(self) -> dict[str, Any]:
+        """What plan.json records of the model (``plan.model``)."""
+        return {"_target_": self._target_, "size_param": self.size_param,
+                "kwargs": dict(self.kwargs)}
 
 
 @dataclass
@@ -93,22 +259,43 @@ class DatasetConfig:
     val_fraction: float = 0.05  # share of files held out for validation
     vocab_size: int = 256
 
+    def check(self) -> None:
+        """One sentence for each impossible setting."""
+        _need(self.name in ("stdlib", "text_files"),
+              f"dataset.name={self.name!r} is unknown; use stdlib or text_files.")
+        _need(self.name != "text_files" or bool(self.path),
+              "dataset=text_files needs dataset.path=/your/text/folder.")
+        _need(self.max_bytes >= 1, f"dataset.max_bytes={self.max_bytes} must be at least 1.")
+        _need(0 < self.val_fraction < 1,
+              f"dataset.val_fraction={self.val_fraction} must lie strictly between 0 and 1.")
+        _need(self.vocab_size >= 1, f"dataset.vocab_size={self.vocab_size} must be at least 1.")
+
+    def identity(self) -> dict[str, Any]:
+        """What plan.json records of the data (``plan.settings["dataset"]``)."""
+        return asdict(self)
+
 
 @dataclass
 class BudgetsConfig:
-    """``conf/budgets/*.yaml``: the FLOP budgets and how widely each is bracketed."""
+    """``conf/budgets/*.yaml``: the FLOP budgets and how widely each is bracketed.
 
-    values: list[float] = field(default_factory=lambda: [1e12, 3e12])
-    sizes_per_budget: int = 5
+    The defaults are ``conf/budgets/cpu.yaml``'s (the measured reasons are there).
+    """
+
+    values: list[float] = field(default_factory=lambda: [2.5e11, 5.0e11, 1.0e12, 2.0e12, 4.0e12])
+    sizes_per_budget: int = 4
     span: float = 4.0  # sizes cover N_opt/span .. N_opt*span (log-spaced)
-    tokens_per_param: float = 20.0  # prior for the centre of each budget's sizes
+    tokens_per_param: float = 100.0  # prior for the centre of each budget's sizes
     exponent: float | None = None  # or: N_opt ∝ C^exponent, anchored at the first budget
     min_steps: int = 200  # sizes whose run would have fewer optimizer steps are not planned
 
     def checked_values(self) -> list[float]:
+        """The budgets, sorted and de-duplicated; one sentence for a bad one."""
         out = []
         for v in self.values:
             try:
+                if isinstance(v, bool):
+                    raise TypeError
                 c = float(v)
             except (TypeError, ValueError):
                 raise FlopsFitError(
@@ -118,19 +305,48 @@ class BudgetsConfig:
                 raise FlopsFitError(
                     f"Budget {v!r} must be a finite positive number of FLOPs, e.g. 1e12."
                 )
+            if c > MAX_BUDGET:
+                raise FlopsFitError(
+                    f"Budget {v!r} is above {MAX_BUDGET:.0e} FLOPs, beyond any training run; "
+                    "check the exponent (budgets.values=[1e12,3e12] are FLOPs)."
+                )
             out.append(c)
         if not out:
             raise FlopsFitError("budgets.values is empty; give at least one FLOP budget.")
         return sorted(set(out))
 
+    def check(self) -> None:
+        """One sentence for each impossible setting."""
+        self.checked_values()
+        _need(self.sizes_per_budget >= 3, f"budgets.sizes_per_budget={self.sizes_per_budget} "
+              "must be at least 3 to fit a parabola per budget.")
+        _need(math.isfinite(self.span) and self.span > 1, f"budgets.span={self.span} must be "
+              "greater than 1 (sizes cover N*/span .. N*·span).")
+        _need(math.isfinite(self.tokens_per_param) and self.tokens_per_param > 0,
+              f"budgets.tokens_per_param={self.tokens_per_param} must be a positive number "
+              "of tokens per parameter, e.g. 20.")
+        _need(self.exponent is None or (math.isfinite(self.exponent) and self.exponent > 0),
+              f"budgets.exponent={self.exponent} must be a positive number (or null).")
+        _need(self.min_steps >= 1, f"budgets.min_steps={self.min_steps} must be at least 1.")
+
+    def identity(self) -> dict[str, Any]:
+        """What a plan depends on (``plan.settings``'s budget keys)."""
+        return {"compute_budgets": self.checked_values(),
+                "sizes_per_budget": self.sizes_per_budget, "span": self.span,
+                "tokens_per_param": self.tokens_per_param, "exponent": self.exponent,
+                "min_steps": self.min_steps}
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
+
 
 @dataclass
 class TrainConfig:
-    """``conf/train/*.yaml``: how every run is trained (see trainer.py for the rules)."""
+    """``conf/train/*.yaml``: how every run is trained (see schedule.py for the rules)."""
 
     batch_size: int = 16
     seq_len: int = 128
-    lr: float | None = None  # None: the size rule in trainer.lr_for_size
+    lr: float | None = None  # None: the size rule in schedule.lr_for_size
     lr_base: float = 9e-3  # lr rule: lr_base * (N_ref / N_non_embedding) ** lr_exponent
     lr_exponent: float = 0.2
     lr_ref_params: float = 1e5
@@ -155,6 +371,96 @@ class TrainConfig:
     num_shards: int = 1
     force: bool = False  # retrain completed runs
     diverge_factor: float = 3.0  # loss above factor * initial loss = diverged
+
+    #: the fields that change a run's trajectory: part of a plan's identity, and a checkpoint
+    #: made under other values is not resumed
+    TRAJECTORY: typing.ClassVar[tuple[str, ...]] = (
+        "lr", "lr_base", "lr_exponent", "lr_ref_params", "min_lr_ratio", "warmup_fraction",
+        "warmup_min_steps", "weight_decay", "beta1", "beta2", "grad_clip", "seed", "dtype")
+
+    def trajectory(self) -> dict[str, Any]:
+        """The values of :attr:`TRAJECTORY` (plus the batch shape)."""
+        return {"batch_size": self.batch_size, "seq_len": self.seq_len,
+                **{k: getattr(self, k) for k in self.TRAJECTORY}}
+
+    def check(self) -> None:
+        """One sentence for each impossible setting."""
+        _need(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be a whole "
+              "number of samples >= 1, e.g. train.batch_size=16.")
+        _need(self.seq_len >= 1, f"train.seq_len={self.seq_len} must be a whole number of "
+              "tokens >= 1, e.g. train.seq_len=128.")
+        if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
+            raise FlopsFitError(
+                f"train.shard={self.shard} must lie in 0..num_shards-1 "
+                f"(num_shards={self.num_shards})."
+            )
+        _need(self.dtype in ("auto", "fp32", "bf16"),
+              f"train.dtype={self.dtype!r} is unknown; use auto, fp32 or bf16.")
+        _need(bool(_DEVICE.fullmatch(self.device)),
+              f"train.device={self.device!r} is unknown; use auto, cpu, cuda or cuda:N.")
+        _need(self.eval_tokens >= 1, f"train.eval_tokens={self.eval_tokens} must be positive.")
+        _need(self.periodic_eval_tokens >= 1,
+              f"train.periodic_eval_tokens={self.periodic_eval_tokens} must be positive.")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise FlopsFitError(
+                f"train.lr={self.lr} must be a positive number (or null for the rule).")
+        for key in ("lr_base", "lr_ref_params", "checkpoint_every_s"):
+            value = getattr(self, key)
+            _need(math.isfinite(value) and value > 0,
+                  f"train.{key}={value} must be a positive number.")
+        _need(math.isfinite(self.lr_exponent),
+              f"train.lr_exponent={self.lr_exponent} must be a finite number.")
+        if not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.warmup_fraction < 1:
+            raise FlopsFitError(
+                "train.min_lr_ratio must lie in [0, 1] and warmup_fraction in [0, 1).")
+        _need(self.warmup_min_steps >= 0, f"train.warmup_min_steps={self.warmup_min_steps!r} "
+              "is not valid; use a whole number of steps >= 0.")
+        for key in ("beta1", "beta2"):
+            value = getattr(self, key)
+            _need(0 <= value < 1, f"train.{key}={value} must lie in [0, 1).")
+        for key in ("weight_decay", "grad_clip", "diverge_factor"):
+            value = getattr(self, key)
+            _need(math.isfinite(value) and value >= 0,
+                  f"train.{key}={value} must be a number >= 0 (0 turns it off).")
+        for key in ("eval_every", "threads", "seed"):
+            value = getattr(self, key)
+            _need(value >= 0, f"train.{key}={value} must be a whole number >= 0.")
+        _need(self.log_every >= 1, f"train.log_every={self.log_every} must be at least 1.")
+
+
+@dataclass
+class PredictConfig:
+    """``predict`` in ``conf/base.yaml``: the budget find-optimal predicts for."""
+
+    budget: float | None = None  # None: PREDICT_MULTIPLE x the largest budget
+
+    def check(self) -> None:
+        """One sentence for an impossible budget."""
+        _need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),
+              f"predict.budget={self.budget} must be a positive number of FLOPs, e.g. 1e15.")
+
+    def budget_for(self, largest: float | None) -> float | None:
+        """The budget to predict for, given the sweep's largest budget."""
+        if self.budget is not None:
+            return float(self.budget)
+        return None if largest is None else PREDICT_MULTIPLE * largest
+
+
+@dataclass
+class ValidateConfig:
+    """``validate`` in ``conf/base.yaml``: the held-out budget of ``flops-fit validate``."""
+
+    budget: float | None = None  # None: VALIDATE_MULTIPLE x the largest planned budget
+    neighbours: bool = True  # also train one size on each side of the predicted optimum
+
+    def check(self) -> None:
+        """One sentence for an impossible budget."""
+        _need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),
+              f"validate.budget={self.budget} must be a positive number of FLOPs, e.g. 1e13.")
+
+    def budget_for(self, largest: float) -> float:
+        """The held-out budget, given the sweep's largest budget."""
+        return float(self.budget) if self.budget is not None else VALIDATE_MULTIPLE * largest
 
 
 @dataclass
@@ -256,3 +562,71 @@ def checked_budgets(values: Any, what: str) -> list[float]:
             f"{what}={values!r} must hold positive finite FLOP budgets, such as [1e18, 1e19]."
         )
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# All of it
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """Everything a stage needs: one field per config group plus the top-level keys.
+
+    ``model_cls``, ``data``, ``loss_fn`` and ``sizes`` are for Python callers
+    (:func:`flops_fit.find_optimal`): objects given directly instead of named by config.
+    """
+
+    run_dir: Path = Path("outputs/default")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    overwrite: bool = False  # re-plan over existing results (a dated copy of results.json kept)
+    model_cls: type[nn.Module] | None = None
+    data: Any = None
+    loss_fn: Any = None
+    sizes: list[int] | None = None
+
+    GROUPS: typing.ClassVar[dict[str, type]] = {
+        "model": ModelConfig, "dataset": DatasetConfig, "budgets": BudgetsConfig,
+        "train": TrainConfig, "analysis": AnalysisConfig, "predict": PredictConfig,
+        "validate": ValidateConfig}
+
+    def check(self) -> Settings:
+        """Check every value of every group (before anything is written); returns self."""
+        _need(str(self.run_dir).strip() not in ("", "."),
+              "run_dir is empty; give the folder of the sweep, e.g. run_dir=outputs/first.")
+        for name in ("model", "dataset", "budgets", "train", "predict", "validate"):
+            getattr(self, name).check()
+        return self
+
+    def resolved_model_cls(self) -> type[nn.Module]:
+        """The model class: the one given from Python, else ``model._target_`` imported."""
+        return self.model_cls if self.model_cls is not None else self.model.model_cls()
+
+    def candidate_sizes(self) -> list[int]:
+        """The size values the planner may choose."""
+        return list(self.sizes) if self.sizes else self.model.sizes()
+
+
+def settings_from_mapping(c: dict[str, Any]) -> Settings:
+    """A plain mapping (the composed, resolved config) -> checked :class:`Settings`."""
+    top = {"run_dir", "overwrite", *Settings.GROUPS}
+    unknown = sorted(set(c) - top)
+    if unknown:  # a misspelled key added with `+` would otherwise be ignored silently
+        raise FlopsFitError(
+            f"Unknown config key(s) {', '.join(unknown)}; check the spelling "
+            "(`flops-fit <command> --cfg job` prints every key)."
+        )
+    run_dir = c.get("run_dir")
+    _need(isinstance(run_dir, str) and run_dir.strip() != "",
+          "run_dir is empty; give the folder of the sweep, e.g. run_dir=outputs/first.")
+    overwrite = c.get("overwrite", False)
+    _need(isinstance(overwrite, bool), f"overwrite={overwrite!r} is not true or false.")
+    groups = {name: from_mapping(cls, c.get(name) or {}, name)
+              for name, cls in Settings.GROUPS.items()}
+    return Settings(run_dir=Path(run_dir), overwrite=overwrite, **groups).check()

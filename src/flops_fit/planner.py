@@ -18,9 +18,11 @@ with a warning naming the cap.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import math
+import typing
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,10 +30,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from rich.console import Console
 from rich.table import Table
 
+from flops_fit.config import MAX_STEPS, coerce, import_model_class, type_name
+from flops_fit.contracts import validate_model_contract
 from flops_fit.errors import FlopsFitError
 from flops_fit.flops import count_model, count_params
+from flops_fit.layout import check_run_id
+
+PLAN_FORMAT = "flops-fit plan v1"
+#: plan.settings keys that come from the budgets group
+BUDGET_KEYS = ("compute_budgets", "sizes_per_budget", "span", "tokens_per_param", "exponent",
+               "min_steps")
 
 
 @dataclass
@@ -79,7 +90,7 @@ class SweepPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": "flops-fit plan v1",
+            "format": PLAN_FORMAT,
             "model": self.model,
             "settings": self.settings,
             "warnings": self.warnings,
@@ -87,15 +98,102 @@ class SweepPlan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SweepPlan:
-        try:
-            runs = [RunSpec(**r) for r in data["runs"]]
-            return cls(runs, data["model"], data.get("settings", {}), data.get("warnings", []))
-        except (KeyError, TypeError) as exc:
-            raise FlopsFitError(
-                f"plan.json does not have the expected shape ({exc}); re-create it with "
-                "`flops-fit plan run_dir=... overwrite=true`."
-            ) from exc
+    def from_dict(cls, data: dict[str, Any], where: str = "plan.json") -> SweepPlan:
+        """A plan from its JSON object, checked as untrusted data (types, ranges, run ids).
+
+        Nothing is imported or called here; :meth:`model_cls` checks the model class.
+        """
+        def bad(what: str) -> FlopsFitError:
+            return FlopsFitError(f"{where} {what}; re-create it with "
+                                 "`flops-fit plan run_dir=... overwrite=true`.")
+
+        if not isinstance(data, dict):
+            raise bad("is not a JSON object")
+        fmt = data.get("format", PLAN_FORMAT)
+        if fmt != PLAN_FORMAT:
+            raise bad(f"has format {fmt!r}, which this flops-fit does not read "
+                      f"(it reads {PLAN_FORMAT!r})")
+        model = data.get("model")
+        if not isinstance(model, dict) or not isinstance(model.get("_target_"), str) \
+                or not isinstance(model.get("size_param"), str) \
+                or not isinstance(model.get("kwargs", {}), dict):
+            raise bad("has no valid model (_target_, size_param and kwargs)")
+        settings = data.get("settings", {})
+        if not isinstance(settings, dict):
+            raise bad("has settings that are not a mapping")
+        for key in ("batch_size", "seq_len"):
+            if key in settings:
+                try:
+                    settings[key] = coerce(settings[key], int)
+                except (TypeError, ValueError):
+                    raise bad(f"has settings.{key}={settings[key]!r}, not a whole number") \
+                        from None
+        raw = data.get("runs")
+        if not isinstance(raw, list):
+            raise bad("has no list of runs")
+        hints = typing.get_type_hints(RunSpec)
+        runs, seen = [], set()
+        for i, r in enumerate(raw):
+            if not isinstance(r, dict):
+                raise bad(f"run #{i} is not an object")
+            missing = sorted(k for k in hints if k not in r and k != "model_kwargs")
+            unknown = sorted(set(r) - set(hints))
+            if missing or unknown:
+                raise bad(f"run #{i} has {'no ' + ', '.join(missing) if missing else ''}"
+                          f"{' and ' if missing and unknown else ''}"
+                          f"{'unknown keys ' + ', '.join(unknown) if unknown else ''}")
+            values = {}
+            for key, value in r.items():
+                try:
+                    values[key] = coerce(value, hints[key])
+                except (TypeError, ValueError):
+                    raise bad(f"run #{i} has {key}={value!r}, which is not "
+                              f"{type_name(hints[key])}") from None
+            spec = RunSpec(**values)
+            try:
+                check_run_id(spec.run_id)
+            except FlopsFitError:
+                raise bad(f"run #{i} has run_id {spec.run_id!r}, which is not a safe folder "
+                          "name") from None
+            if spec.run_id in seen:
+                raise bad(f"lists run_id {spec.run_id!r} twice")
+            seen.add(spec.run_id)
+            checks = {"steps": 1 <= spec.steps <= MAX_STEPS, "batch_size": spec.batch_size >= 1,
+                      "seq_len": spec.seq_len >= 1, "num_params": spec.num_params >= 1,
+                      "compute_budget": math.isfinite(spec.compute_budget)
+                      and spec.compute_budget > 0,
+                      "num_tokens": spec.num_tokens >= 0,
+                      "flops_per_token": math.isfinite(spec.flops_per_token)
+                      and spec.flops_per_token > 0}
+            for key, ok in checks.items():
+                if not ok:
+                    raise bad(f"run #{i} ({spec.run_id}) has {key}={getattr(spec, key)!r}, "
+                              "out of range")
+            runs.append(spec)
+        warns = data.get("warnings", [])
+        return cls(runs, model, settings, [str(w) for w in warns]
+                   if isinstance(warns, list) else [])
+
+    def model_cls(self) -> type[nn.Module]:
+        """The planned model class, checked to be an ``nn.Module`` before anything is called."""
+        return import_model_class(self.model["_target_"])
+
+    def identity(self, legacy: bool = False) -> dict[str, Any]:
+        """What makes two plans the same experiment: model, data, budgets, train settings.
+
+        ``legacy`` leaves out what plans of earlier releases did not record (train settings).
+        """
+        st = self.settings
+        out = {"model": self.model, "dataset": st.get("dataset"),
+               "budgets": {k: st.get(k) for k in BUDGET_KEYS},
+               "batch": {k: st.get(k) for k in ("batch_size", "seq_len")}}
+        if not legacy:
+            out["train"] = st.get("train")
+        return out
+
+    def is_legacy(self) -> bool:
+        """Planned by a release that did not record the train settings."""
+        return "train" not in self.settings
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -122,8 +220,6 @@ class SweepPlan:
         return self.table()
 
     def __str__(self) -> str:
-        from rich.console import Console
-
         console = Console(width=120, record=True, file=io.StringIO(), color_system=None)
         console.print(self.table(show_ids=True))
         return console.export_text()
@@ -190,15 +286,17 @@ def plan_sweep(
     min_steps: int = 200,
     example_input: torch.Tensor | None = None,
     model_target: str | None = None,
+    context: dict[str, Any] | None = None,
 ) -> SweepPlan:
     """Plan an IsoFLOP sweep of ``model_cls`` (see the module docstring for the rules).
 
     ``sizes`` are the candidate integer values of ``size_param`` (default
     :func:`default_size_grid`);
     ``example_input`` is one sample with batch dimension 1 (default: (1, seq_len) tokens).
-    Each sample counts ``seq_len`` tokens for token inputs, one otherwise.
+    Each sample counts ``seq_len`` tokens for token inputs, one otherwise. ``context`` (the
+    data and train settings) joins each run id's hash, so runs of other experiments never share
+    an id; it is recorded under ``plan.settings``.
     """
-    from flops_fit.validation import validate_model_contract
 
     model_kwargs = dict(model_kwargs or {})
     if compute_budgets is None or len(compute_budgets) == 0:
@@ -242,7 +340,8 @@ def plan_sweep(
     def spec_for(i: int, c: float) -> RunSpec:
         if (i, c) not in specs:
             specs[i, c] = make_run(model_cls, size_param, model_kwargs, valid[i], c, target,
-                                   batch_size, seq_len, tokens_per_step, example_input)
+                                   batch_size, seq_len, tokens_per_step, example_input,
+                                   context)
         return specs[i, c]
 
     for c in budgets:
@@ -286,11 +385,20 @@ def plan_sweep(
             f"(min_steps={min_steps}); raise budgets.values, or lower train.batch_size or "
             "budgets.min_steps."
         )
+    too_long = [r for r in runs if r.steps > MAX_STEPS]
+    if too_long:
+        r = too_long[0]
+        raise FlopsFitError(
+            f"Budget {r.compute_budget:.3g} would train {size_param}={r.size_value} for "
+            f"{r.steps:.3g} steps, beyond any feasible run (more than {MAX_STEPS:.0e}); "
+            "lower budgets.values (they are FLOPs)."
+        )
     settings = {"compute_budgets": budgets, "sizes_per_budget": sizes_per_budget, "span": span,
                 "tokens_per_param": tokens_per_param, "exponent": exponent,
                 "batch_size": batch_size, "seq_len": seq_len, "min_steps": min_steps,
                 "flops_method": count_model(model_cls, runs[0].model_kwargs,
-                                            example_input).flops_method}
+                                            example_input).flops_method,
+                **(context or {})}
     model = {"_target_": target, "size_param": size_param, "kwargs": model_kwargs}
     return SweepPlan(runs, model, settings, notes)
 
@@ -298,7 +406,7 @@ def plan_sweep(
 def make_run(
     model_cls: type[nn.Module], size_param: str, model_kwargs: dict[str, Any], size: int,
     budget: float, target: str, batch_size: int, seq_len: int, tokens_per_step: int,
-    example_input: torch.Tensor | None = None,
+    example_input: torch.Tensor | None = None, context: dict[str, Any] | None = None,
 ) -> RunSpec:
     """The run of size ``size`` that spends ``budget`` FLOPs in whole optimizer steps."""
     kwargs = {**model_kwargs, size_param: size}
@@ -307,6 +415,8 @@ def make_run(
     d = steps * tokens_per_step
     payload = {"model": target, "kwargs": kwargs, "budget": budget, "steps": steps,
                "batch_size": batch_size, "seq_len": seq_len}
+    if context:
+        payload["context"] = context
     return RunSpec(
         run_id=_run_id(budget, size_param, size, payload),
         compute_budget=budget, size_param=size_param, size_value=size,
@@ -319,8 +429,6 @@ def make_run(
 
 
 def _init_params(model_cls: type) -> set[str]:
-    import inspect
-
     try:
         return set(inspect.signature(model_cls.__init__).parameters)
     except (TypeError, ValueError):

@@ -24,12 +24,15 @@ import torch.nn as nn
 from rich.console import Console
 
 from flops_fit import fitting
+from flops_fit.config import ValidateConfig
 from flops_fit.errors import FlopsFitError
-from flops_fit.planner import SweepPlan, make_run
+from flops_fit.flops import count_params
+from flops_fit.layout import Layout
+from flops_fit.plan_io import load_plan
+from flops_fit.planner import SweepPlan, default_size_grid, make_run
+from flops_fit.result import Result
 from flops_fit.rundir import atomic_write_json, read_json
-
-VALIDATION_DIR = "validation"
-VALIDATION_FILE = Path("analysis") / "validation.json"
+from flops_fit.trainer import train_stage
 
 
 def _nearest(sizes: list[int], log_n: np.ndarray, target: float) -> int:
@@ -40,9 +43,10 @@ def plan_validation(
     plan: SweepPlan, model_cls: type[nn.Module], sizes: list[int], prediction: dict[str, Any],
     budget: float, neighbours: bool = True, spread: float = 1.5,
 ) -> SweepPlan:
-    """The validation runs: the size nearest to N_opt(C), plus one each side if asked."""
-    from flops_fit.flops import count_params
+    """The validation runs: the size nearest to N_opt(C), plus one each side if asked.
 
+    They are planned with the sweep's batch shape and data/train context (from plan.json).
+    """
     size_param, kwargs = plan.model["size_param"], dict(plan.model.get("kwargs", {}))
     valid, counts = [], []
     for s in sizes:
@@ -62,9 +66,11 @@ def plan_validation(
                                above if above > centre else centre + 1)
                    if 0 <= i < len(valid)]
     st = plan.settings
-    batch_size, seq_len = int(st.get("batch_size", 32)), int(st.get("seq_len", 128))
+    batch_size, seq_len = int(st["batch_size"]), int(st["seq_len"])
+    context = {k: st[k] for k in ("dataset", "train") if k in st} or None
     runs = [make_run(model_cls, size_param, kwargs, valid[i], budget, plan.model["_target_"],
-                     batch_size, seq_len, batch_size * seq_len) for i in sorted(set(chosen))]
+                     batch_size, seq_len, batch_size * seq_len, context=context)
+            for i in sorted(set(chosen))]
     return SweepPlan(runs, plan.model, {**st, "compute_budgets": [budget],
                                         "purpose": "validation", "predicted_size":
                                         valid[centre]})
@@ -147,41 +153,42 @@ def outcome(analysis: Any, records: list[dict[str, Any]], vplan: SweepPlan,
     }
 
 
-def validate_stage(run_dir: Path, model_cls: type[nn.Module], sizes: list[int], data: Any,
-                   train_cfg: Any, budget: float | None, neighbours: bool,
+def validate_stage(run_dir: Path, model_cls: type[nn.Module], sizes: list[int] | None,
+                   data: Any, train_cfg: Any, budget: float | None, neighbours: bool,
                    console: Console) -> dict[str, Any]:
-    """Plan, train and compare (see the module docstring). Returns validation.json's content."""
-    from flops_fit.result import Result
-    from flops_fit.stages import PLAN_FILE, load_plan
-    from flops_fit.trainer import train_stage
+    """Plan, train and compare (see the module docstring). Returns validation.json's content.
 
+    ``sizes``: the model's candidate sizes (None: :func:`default_size_grid`).
+    """
+    lay = Layout(Path(run_dir))
     result = Result.load(run_dir)
     plan = load_plan(run_dir)
-    records = read_json(run_dir / "results.json", "results")
+    records = read_json(lay.results, "results")
     largest = max(plan.compute_budgets)
-    budget = float(budget) if budget else 4.0 * largest
-    if not math.isfinite(budget) or budget <= 0:
-        raise FlopsFitError(f"validate.budget={budget} must be a positive number of FLOPs.")
+    cfg = ValidateConfig(budget, neighbours)
+    cfg.check()
+    budget = cfg.budget_for(largest)
     if budget <= largest:
         console.print(f"[yellow]warning:[/] validate.budget={budget:.3g} is not beyond the "
                       f"sweep's largest budget {largest:.3g}: this checks interpolation only.")
     pred = result.predict(budget)
-    vplan = plan_validation(plan, model_cls, sizes, pred, budget, neighbours)
-    vdir = run_dir / VALIDATION_DIR
+    vplan = plan_validation(plan, model_cls, sizes or default_size_grid(), pred, budget,
+                            neighbours)
+    vdir = lay.validation_dir
     vdir.mkdir(parents=True, exist_ok=True)
-    if (vdir / PLAN_FILE).exists():
+    if Layout(vdir).plan.exists():
         old = load_plan(vdir)
         if [r.run_id for r in old.runs] != [r.run_id for r in vplan.runs]:
             console.print("[yellow]note:[/] the fit changed since the last validation plan; "
                           "planning the new optimum (finished runs are kept under runs/).")
-    atomic_write_json(vdir / PLAN_FILE, vplan.to_dict())
+    atomic_write_json(Layout(vdir).plan, vplan.to_dict())
     console.print(f"Validating at C={budget:.3g} ({budget / largest:.3g}x the largest budget): "
                   f"predicted N_opt={pred['optimal_params']:.3g}, loss "
                   f"{pred['expected_loss']:.4f}; training {len(vplan.runs)} run(s).")
     train_stage(vdir, vplan, model_cls, data, train_cfg, console=console)
-    vrecords = read_json(vdir / "results.json", "validation results")
+    vrecords = read_json(Layout(vdir).results, "validation results")
     out = outcome(result.analysis, records, vplan, vrecords, budget)
-    atomic_write_json(run_dir / VALIDATION_FILE, out)
+    atomic_write_json(lay.validation, out)
     console.print(describe(out))
     return out
 

@@ -1,5 +1,7 @@
 """Contracts for user input: the model class, the dataset and the loss function.
 
+The same checks serve the command line, plan.json and the Python API.
+
 Each check raises :class:`FlopsFitError` with one sentence naming the problem and the fix.
 """
 
@@ -8,7 +10,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from flops_fit.errors import FlopsFitError
 from flops_fit.flops import count_params
@@ -76,3 +80,65 @@ def validate_model_contract(
             f"({', '.join(f'{s}: {n:,}' for s, n in counted)}); choose the argument that sets "
             "the model's size."
         )
+
+
+def validate_dataset(ds: Any) -> None:
+    """Check the user-data contract: a Dataset or DataLoader of (input, target) pairs."""
+    if hasattr(ds, "train_batch") and hasattr(ds, "val_batches"):  # a flops_fit DataSource
+        return
+    if not isinstance(ds, (Dataset, DataLoader)) and not (
+        hasattr(ds, "__getitem__") and hasattr(ds, "__len__")
+    ):
+        raise FlopsFitError(
+            f"dataset must be a torch Dataset or DataLoader yielding (input, target) pairs, "
+            f"not {type(ds).__name__}."
+        )
+    base = ds.dataset if isinstance(ds, DataLoader) else ds
+    iterable = isinstance(base, IterableDataset) or not hasattr(base, "__len__")
+    try:
+        if not iterable and len(base) == 0:
+            raise FlopsFitError(f"The dataset {type(ds).__name__} is empty; give it samples.")
+        if iterable:
+            it = iter(ds)
+            item = next(it, None)
+            if item is None:
+                raise FlopsFitError(f"The dataset {type(ds).__name__} yields nothing; give it "
+                                    "samples.")
+        else:
+            item = base[0]
+    except FlopsFitError:
+        raise
+    except Exception as exc:
+        raise FlopsFitError(
+            f"Reading the first sample of {type(ds).__name__} failed ({type(exc).__name__}: "
+            f"{exc}); fix the dataset's __getitem__/__iter__."
+        ) from exc
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        raise FlopsFitError(
+            f"{type(ds).__name__} must yield (input, target) pairs, but its first item is a "
+            f"{type(item).__name__}{f' of length {len(item)}' if hasattr(item, '__len__') else ''}."
+        )
+
+
+def validate_loss_fn(fn: Any, output: Any = None, target: Any = None) -> None:
+    """Check that ``fn`` is callable and, given an example, returns a finite scalar tensor."""
+    if not callable(fn):
+        raise FlopsFitError(
+            f"loss_fn must be a callable loss_fn(output, target), not {type(fn).__name__}."
+        )
+    if output is None:
+        return
+    try:
+        loss = fn(output, target)
+    except Exception as exc:
+        raise FlopsFitError(
+            f"loss_fn raised {type(exc).__name__}: {exc}; it must accept (model output, target)."
+        ) from exc
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise FlopsFitError(
+            f"loss_fn must return a scalar tensor, but it returned {shape}; reduce it, e.g. "
+            "with .mean()."
+        )
+    if not loss.dtype.is_floating_point:
+        raise FlopsFitError(f"loss_fn must return a floating-point scalar, not {loss.dtype}.")
