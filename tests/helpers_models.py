@@ -20,3 +20,12 @@ class BrokenGPT(GPT):
         if self.width == BROKEN_WIDTH and idx.device.type != "meta":
             raise RuntimeError(f"BrokenGPT refuses to run at width {BROKEN_WIDTH}")
         return super().forward(idx)
+
+
+class BracketGPT(GPT):
+    """The default GPT whose ``forward`` always fails with a message full of square brackets."""
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        if idx.device.type != "meta":
+            raise RuntimeError("[red]shape[/red] [4, 8] unexpected pos [/z]")
+        return super().forward(idx)

@@ -19,7 +19,7 @@ import numpy as np
 
 from flops_fit import fitting, laws, printing
 from flops_fit.config import AnalysisConfig, checked_budgets
-from flops_fit.errors import FlopsFitError
+from flops_fit.errors import FlopsFitError, UnusableFitError
 from flops_fit.laws import Prediction
 from flops_fit.rundir import read_json
 from flops_fit.sections import (
@@ -325,10 +325,10 @@ class ScalingAnalysis:
         """
         c = checked_budgets([compute_budget], "compute_budget")[0]
         method = method or self.method
-        if method == "parametric":
-            return laws.parametric_curve(self.parametric, c, self.ci_level).prediction()
-        if method == "isoflop":
-            return laws.isoflop_curve(self.isoflop, c, self.ci_level).prediction()
+        if method in ("parametric", "isoflop"):
+            curve = laws.parametric_curve if method == "parametric" else laws.isoflop_curve
+            section = self.parametric if method == "parametric" else self.isoflop
+            return _plausible(curve(section, c, self.ci_level).prediction(), method)
         raise FlopsFitError(
             "No scaling law could be fitted, so there is nothing to predict with; train more "
             "runs and run `flops-fit analyze` again." if not method else
@@ -348,3 +348,17 @@ class ScalingAnalysis:
     def describe(self) -> str:
         """The fitted laws with their intervals, a few plain lines."""
         return printing.describe(self)
+
+
+def _plausible(p: Prediction, method: str) -> Prediction:
+    """``p``, unless it cannot be true (fewer than one parameter or token, a loss <= 0)."""
+    n, d, loss = p["optimal_params"], p["optimal_tokens"], p["expected_loss"]
+    if all(x is not None and math.isfinite(x) and x >= 1 for x in (n, d)) \
+            and loss is not None and math.isfinite(loss) and loss > 0:
+        return p
+    raise UnusableFitError(
+        f"No usable scaling law: the {method} fit predicts fewer than one parameter or token, "
+        "or no positive loss, so it is not shown; likely causes are a learning rate far from "
+        "right for these models (train.lr_base), diverged or too few runs, or budgets too "
+        "close together; look at plots/training_curves.png and re-train."
+    )

@@ -9,6 +9,7 @@ this file: it turns the composed config into plain :class:`~flops_fit.stages.Set
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,14 @@ class JobFailed(CompactHydraException):
     """
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it stops like Ctrl-C (checkpoint, exit 143)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def _in_multirun() -> bool:
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
@@ -84,9 +93,9 @@ def _guard(fn: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
                 num = HydraConfig.get().job.get("num", "?")
                 raise JobFailed(f"flops-fit: job #{num} failed: {exc}") from None
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (SLURM, containers) below
             _report(RuntimeError("interrupted; run the same command again to resume."))
-            sys.exit(130)
+            sys.exit(143 if isinstance(exc, Terminated) else 130)
 
     wrapped.__name__ = fn.__name__
     wrapped.__doc__ = fn.__doc__
@@ -162,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         _report(exc)
         sys.exit(exc.exit_code)
     sys.argv = [f"flops-fit {command}", *rest]
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         _app(command)()
     except ValueError as exc:  # Hydra's own flag checks (e.g. -m with --cfg) raise it bare

@@ -51,6 +51,11 @@ def validate_model_contract(
             "model kwargs."
         )
     candidates = sorted(set(sizes or [1, 2, 4, 8, 16, 32, 64, 128]))
+    if len(candidates) < 2:
+        raise FlopsFitError(
+            f"The size range of {name} holds one value ({size_param}={candidates[0]}), so a "
+            "sweep has no sizes to compare; give a range (size_min < size_max)."
+        )
     counted: list[tuple[int, int]] = []
     errors: list[str] = []
     for s in candidates:

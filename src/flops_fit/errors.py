@@ -17,3 +17,15 @@ class NotEnoughDataError(FlopsFitError):
     """Too few usable runs to fit yet (a sweep still running). Cron can tell it apart by exit 3."""
 
     exit_code = 3
+
+
+class UnusableFitError(FlopsFitError):
+    """A fit whose predictions cannot be true (less than one parameter or token, no loss)."""
+
+    exit_code = 5
+
+
+class TrainingFailedError(FlopsFitError):
+    """No run of a train call completed: every run it tried failed."""
+
+    exit_code = 4

@@ -104,33 +104,34 @@ class SweepPlan:
         Nothing is imported or called here; :meth:`model_cls` checks the model class.
         """
         def bad(what: str) -> FlopsFitError:
-            return FlopsFitError(f"{where} {what}; re-create it with "
-                                 "`flops-fit plan run_dir=... overwrite=true`.")
+            return FlopsFitError(f"{where} does not have the expected shape ({what}); re-create "
+                                 "it with `flops-fit plan run_dir=... overwrite=true`.")
 
         if not isinstance(data, dict):
-            raise bad("is not a JSON object")
+            raise bad("not a JSON object")
         fmt = data.get("format", PLAN_FORMAT)
         if fmt != PLAN_FORMAT:
-            raise bad(f"has format {fmt!r}, which this flops-fit does not read "
-                      f"(it reads {PLAN_FORMAT!r})")
+            raise FlopsFitError(f"{where} has format {fmt!r}, which this flops-fit does not "
+                                f"read (it reads {PLAN_FORMAT!r}); re-create it with "
+                                "`flops-fit plan run_dir=... overwrite=true`.")
         model = data.get("model")
         if not isinstance(model, dict) or not isinstance(model.get("_target_"), str) \
                 or not isinstance(model.get("size_param"), str) \
                 or not isinstance(model.get("kwargs", {}), dict):
-            raise bad("has no valid model (_target_, size_param and kwargs)")
+            raise bad("no valid model: _target_, size_param and kwargs")
         settings = data.get("settings", {})
         if not isinstance(settings, dict):
-            raise bad("has settings that are not a mapping")
+            raise bad("settings are not a mapping")
         for key in ("batch_size", "seq_len"):
             if key in settings:
                 try:
                     settings[key] = coerce(settings[key], int)
                 except (TypeError, ValueError):
-                    raise bad(f"has settings.{key}={settings[key]!r}, not a whole number") \
+                    raise bad(f"settings.{key}={settings[key]!r} is not a whole number") \
                         from None
         raw = data.get("runs")
         if not isinstance(raw, list):
-            raise bad("has no list of runs")
+            raise bad("no list of runs")
         hints = typing.get_type_hints(RunSpec)
         runs, seen = [], set()
         for i, r in enumerate(raw):
@@ -156,7 +157,7 @@ class SweepPlan:
                 raise bad(f"run #{i} has run_id {spec.run_id!r}, which is not a safe folder "
                           "name") from None
             if spec.run_id in seen:
-                raise bad(f"lists run_id {spec.run_id!r} twice")
+                raise bad(f"run_id {spec.run_id!r} is listed twice")
             seen.add(spec.run_id)
             checks = {"steps": 1 <= spec.steps <= MAX_STEPS, "batch_size": spec.batch_size >= 1,
                       "seq_len": spec.seq_len >= 1, "num_params": spec.num_params >= 1,

@@ -7,6 +7,7 @@ the validation outcome when ``flops-fit validate`` has run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,14 @@ class Result:
         """Markdown table of the compute-optimal N, D, D/N and loss per budget."""
         return self.analysis.chinchilla_table(compute_budgets)
 
-    def predict(self, compute_budget: float) -> Prediction:
+    def predict(self, compute_budget: float | Sequence[float]) -> Prediction | list[Prediction]:
         """Compute-optimal ``optimal_params``, ``optimal_tokens``, ``expected_loss``, ... for C.
 
-        A :class:`~flops_fit.laws.Prediction`, which also reads like the dict it used to be.
+        A :class:`~flops_fit.laws.Prediction`, which also reads like the dict it used to be;
+        a list of budgets gives a list of Predictions.
         """
+        if isinstance(compute_budget, (list, tuple)):
+            return [self.analysis.predict_optimal_size(c) for c in compute_budget]
         return self.analysis.predict_optimal_size(compute_budget)
 
     def plot(self, show: bool = False, predict_budget: float | None = None) -> list:

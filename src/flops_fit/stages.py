@@ -8,6 +8,7 @@ stage can be re-run alone, from any working directory, at any time.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,13 @@ from flops_fit.config import PredictConfig, Settings, class_path, import_model_c
 from flops_fit.contracts import validate_loss_fn
 from flops_fit.data import as_data_source, build_data
 from flops_fit.devices import pick_cuda_device, release_devices
-from flops_fit.errors import FlopsFitError
+from flops_fit.errors import FlopsFitError, TrainingFailedError
 from flops_fit.layout import Layout
 from flops_fit.plan_io import check_run_dir, experiment_differences, load_plan, reconcile_plan
 from flops_fit.planner import SweepPlan, plan_sweep
 from flops_fit.report import write_report
 from flops_fit.result import Result
-from flops_fit.rundir import file_lock, read_json
+from flops_fit.rundir import file_lock, read_json, remove_stale_temp_files
 from flops_fit.trainer import train_stage
 from flops_fit.validate import validate_stage
 
@@ -108,10 +109,27 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
         validate_loss_fn(s.loss_fn)
     train.device = pick_cuda_device(train.device)  # one free GPU per job, before CUDA starts
     try:
-        return train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
-                           loss_fn=s.loss_fn, console=console)
+        records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
+                              loss_fn=s.loss_fn, console=console)
     finally:
         release_devices()  # a reused launcher worker must not keep this job's GPU
+    _check_failures(records, console)
+    return records
+
+
+def _check_failures(records: list[dict[str, Any]], console: Console) -> None:
+    """A last line naming failed runs and why; :class:`TrainingFailedError` if all failed."""
+    failed = [r for r in records if r.get("status") == "failed"]
+    if not failed:
+        return
+    cause = str(failed[0].get("error") or "unknown cause")
+    if len(failed) == len(records):
+        raise TrainingFailedError(
+            f"No run completed: all {len(records)} run(s) of this train call failed; the "
+            f"first ({failed[0].get('run_id')}) failed with {cause}")
+    console.print(f"{len(failed)} of {len(records)} runs failed (they are retried by the next "
+                  f"train); the first ({escape(str(failed[0].get('run_id')))}) failed with "
+                  f"{escape(cause)}", highlight=False, soft_wrap=True)
 
 
 def analyze_command(s: Settings, console: Console):
@@ -129,14 +147,33 @@ def visualize_command(s: Settings, console: Console) -> list:
 
 def draw(run_dir: Path, predict_budget: float | None = None) -> tuple[list, Path]:
     """Plots (PNG + SVG under plots/) and report.html of a fitted run directory."""
+    lay = Layout(Path(run_dir))
     result = Result.load(run_dir)
+    stale = _stale_fit_note(lay, result)
     largest = max(result.compute_budgets) if result.compute_budgets else None
     budget = PredictConfig(predict_budget).budget_for(largest)
-    figures = result.plot(predict_budget=budget)
-    records = read_json(Layout(Path(run_dir)).results, "results")
-    report = write_report(run_dir, figures, result.analysis, records,
-                          extra={"predict_budget": budget})
+    with file_lock(lay.plots):  # one drawer at a time: its killed predecessors' temp files go
+        remove_stale_temp_files(lay.plots)
+        remove_stale_temp_files(lay.root, lay.report.name)
+        figures = result.plot(predict_budget=budget)
+        records = read_json(lay.results, "results")
+        report = write_report(run_dir, figures, result.analysis, records,
+                              extra={"predict_budget": budget})
+    if stale:
+        console = Console(stderr=True, highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(stale)}")
     return figures, report
+
+
+def _stale_fit_note(lay: Layout, result: Result) -> str:
+    """A sentence when results.json changed since the fit was made (e.g. a failed analyze)."""
+    fitted = (result.analysis.provenance or {}).get("results_sha256")
+    if not fitted or not lay.results.is_file():
+        return ""
+    if hashlib.sha256(lay.results.read_bytes()).hexdigest() == fitted:
+        return ""
+    return (f"{lay.laws} was fitted to an older results.json, so the plots show that fit over "
+            f"newer runs; run `flops-fit analyze run_dir={lay.root}` to refit.")
 
 
 def find_optimal_command(s: Settings, console: Console) -> Result:
