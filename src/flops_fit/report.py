@@ -325,7 +325,8 @@ def _configs(run_dir: Path) -> list[tuple[str, str]]:
 
 
 def _value_ci(d: Mapping[str, Any], name: str) -> tuple[Any, Any]:
-    from flops_fit.visualizer import _num, interval
+    from flops_fit.plots.curves import interval
+    from flops_fit.plots.curves import num as _num
 
     v = d.get(name)
     value = _num(v) if isinstance(v, dict) else v
