@@ -182,3 +182,47 @@ def read_metrics(path: str | Path) -> list[MetricsLine]:
         if line is not None:
             out.append(line)
     return out
+
+
+@dataclass
+class ValidationOutcome:
+    """``analysis/validation.json``: the validate stage's predicted vs. achieved loss at C.
+
+    ``predicted_loss_ci`` is the confidence interval of the expected loss;
+    ``prediction_interval`` is that interval widened by the sweep's own scatter around the fit
+    (``residual_sigma_log``), the interval one new run should fall in.
+    """
+
+    compute_budget: float
+    largest_sweep_budget: float
+    method: str | None
+    predicted_params: float | None
+    predicted_tokens: float | None
+    predicted_loss: float | None
+    predicted_loss_ci: list[float] | None
+    prediction_interval: list[float]
+    residual_sigma_log: float
+    predicted_loss_at_run: float | None
+    achieved_loss: float | None
+    relative_error: float | None
+    within_interval: bool | None
+    predicted_optimum_was_best: bool | None
+    best_loss: float | None
+    other_methods: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this schema does not name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in schema order."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationOutcome:
+        """From the parsed ``validation.json`` (keys it lacks are None)."""
+        names = [f.name for f in fields(cls) if f.name != "extra"]
+        values: dict[str, Any] = {k: data.get(k) for k in names}
+        values["other_methods"] = values["other_methods"] or {}
+        values["runs"] = values["runs"] or []
+        return cls(**values, extra={k: v for k, v in data.items() if k not in names})

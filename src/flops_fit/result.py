@@ -13,19 +13,24 @@ from typing import Any
 
 import pandas as pd
 
+from flops_fit.analysis import ScalingAnalysis
 from flops_fit.errors import FlopsFitError
+from flops_fit.laws import Prediction
+from flops_fit.layout import ANALYSIS_DIR, LAWS_FILE, PLOTS_DIR, RESULTS_FILE, VALIDATION_FILE
+from flops_fit.records import ValidationOutcome
 from flops_fit.rundir import read_json
 
-RESULTS_FILE = "results.json"
-ANALYSIS_FILE = Path("analysis") / "scaling_laws.json"
-VALIDATION_FILE = Path("analysis") / "validation.json"
+__all__ = ["Result", "RESULTS_FILE", "ANALYSIS_FILE"]
+
+ANALYSIS_FILE = Path(ANALYSIS_DIR) / LAWS_FILE  # relative to the run directory
+_VALIDATION = Path(ANALYSIS_DIR) / VALIDATION_FILE
 
 
 @dataclass
 class Result:
     """The outcome of a sweep: fitted laws, predictions, runs and plots of one run directory."""
 
-    analysis: Any  # flops_fit.analyzer.ScalingAnalysis
+    analysis: ScalingAnalysis
     output_dir: Path
     compute_budgets: list[float] = field(default_factory=list)
     validation: dict[str, Any] | None = None
@@ -33,8 +38,6 @@ class Result:
     @classmethod
     def load(cls, run_dir: str | Path) -> Result:
         """Rebuild the Result of ``run_dir`` from its files (any process, any time)."""
-        from flops_fit.analyzer import ScalingAnalysis
-
         run_dir = Path(run_dir).expanduser().absolute()
         if not run_dir.is_dir():
             raise FlopsFitError(f"No run directory at {run_dir}; check the path.")
@@ -46,8 +49,8 @@ class Result:
             )
         analysis = ScalingAnalysis.from_json(read_json(path, "scaling-law analysis"))
         validation = None
-        if (run_dir / VALIDATION_FILE).exists():
-            validation = read_json(run_dir / VALIDATION_FILE, "validation")
+        if (run_dir / _VALIDATION).exists():
+            validation = read_json(run_dir / _VALIDATION, "validation")
         budgets: list[float] = []
         if (run_dir / RESULTS_FILE).exists():
             records = read_json(run_dir / RESULTS_FILE, "results")
@@ -56,6 +59,11 @@ class Result:
                                   if isinstance(r, dict) and r.get("compute_budget")
                                   and r.get("status") == "completed"})
         return cls(analysis, run_dir, budgets, validation)
+
+    @property
+    def validation_outcome(self) -> ValidationOutcome | None:
+        """``validation`` (the plain JSON object of validation.json) as its typed record."""
+        return ValidationOutcome.from_dict(self.validation) if self.validation else None
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -67,8 +75,11 @@ class Result:
         """Markdown table of the compute-optimal N, D, D/N and loss per budget."""
         return self.analysis.chinchilla_table(compute_budgets)
 
-    def predict(self, compute_budget: float) -> dict[str, Any]:
-        """Compute-optimal ``optimal_params``, ``optimal_tokens``, ``expected_loss``, ... for C."""
+    def predict(self, compute_budget: float) -> Prediction:
+        """Compute-optimal ``optimal_params``, ``optimal_tokens``, ``expected_loss``, ... for C.
+
+        A :class:`~flops_fit.laws.Prediction`, which also reads like the dict it used to be.
+        """
         return self.analysis.predict_optimal_size(compute_budget)
 
     def plot(self, show: bool = False, predict_budget: float | None = None) -> list:
@@ -76,7 +87,7 @@ class Result:
         from flops_fit.visualizer import ScalingVisualizer
 
         out = Path(self.output_dir)
-        vis = ScalingVisualizer(out / RESULTS_FILE, out / ANALYSIS_FILE, out / "plots",
+        vis = ScalingVisualizer(out / RESULTS_FILE, out / ANALYSIS_FILE, out / PLOTS_DIR,
                                 predict_budget=predict_budget)
         figures = vis.plot_all(save=True)
         if show:

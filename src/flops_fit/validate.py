@@ -16,6 +16,7 @@ log-loss residuals), since a single new run has that noise too.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,11 @@ import torch.nn as nn
 from rich.console import Console
 
 from flops_fit import fitting
+from flops_fit.analysis import ScalingAnalysis
 from flops_fit.errors import FlopsFitError
+from flops_fit.laws import residual_sigma
 from flops_fit.planner import SweepPlan, make_run
+from flops_fit.records import ValidationOutcome
 from flops_fit.rundir import atomic_write_json, read_json
 
 VALIDATION_DIR = "validation"
@@ -37,7 +41,7 @@ def _nearest(sizes: list[int], log_n: np.ndarray, target: float) -> int:
 
 
 def plan_validation(
-    plan: SweepPlan, model_cls: type[nn.Module], sizes: list[int], prediction: dict[str, Any],
+    plan: SweepPlan, model_cls: type[nn.Module], sizes: list[int], prediction: Mapping[str, Any],
     budget: float, neighbours: bool = True, spread: float = 1.5,
 ) -> SweepPlan:
     """The validation runs: the size nearest to N_opt(C), plus one each side if asked."""
@@ -70,25 +74,22 @@ def plan_validation(
                                         valid[centre]})
 
 
-def _residual_sigma(analysis: Any, records: list[dict[str, Any]]) -> float:
+def _residual_sigma(analysis: ScalingAnalysis, records: list[dict[str, Any]]) -> float:
     """Std of log(observed / fitted) loss over the sweep's completed runs (parametric fit)."""
-    p = analysis.parametric
-    if not p.get("available"):
-        return 0.0
     done = [r for r in records if r.get("status") == "completed" and r.get("final_loss")]
-    if len(done) < 3:
+    if not analysis.parametric.available or len(done) < 3:
         return 0.0
     n = np.array([float(r["num_params"]) for r in done])
     d = np.array([float(r["num_tokens"]) for r in done])
     obs = np.array([float(r["final_loss"]) for r in done])
-    fit = fitting.parametric_loss(n, d, *(float(p[k]) for k in fitting.PARAM_NAMES))
-    return float(np.std(np.log(obs / fit), ddof=1))
+    return residual_sigma(analysis.parametric, n, d, obs)
 
 
-def outcome(analysis: Any, records: list[dict[str, Any]], vplan: SweepPlan,
-            vrecords: list[dict[str, Any]], budget: float) -> dict[str, Any]:
+def outcome(analysis: ScalingAnalysis, records: list[dict[str, Any]], vplan: SweepPlan,
+            vrecords: list[dict[str, Any]], budget: float) -> ValidationOutcome:
     """validation.json: predicted vs. achieved, the interval, and best-of-three."""
-    pred = analysis.predict_optimal_size(budget)
+    pred = analysis.predict_optimal_size(budget).with_scatter(
+        _residual_sigma(analysis, records))
     by_id = {r["run_id"]: r for r in vrecords}
     centre_size = vplan.settings.get("predicted_size")
     runs = []
@@ -99,52 +100,50 @@ def outcome(analysis: Any, records: list[dict[str, Any]], vplan: SweepPlan,
                      "status": r.get("status", "pending"), "final_loss": r.get("final_loss"),
                      "predicted_optimum": spec.size_value == centre_size})
     centre = next(r for r in runs if r["predicted_optimum"])
-    sigma = _residual_sigma(analysis, records)
-    lo, hi = pred.get("expected_loss_ci") or (pred["expected_loss"],) * 2
-    interval = [lo * math.exp(-1.96 * sigma), hi * math.exp(1.96 * sigma)]
+    interval = pred.prediction_interval
     achieved = centre["final_loss"]
     p = analysis.parametric
     at_run = None
-    if p.get("available"):
+    if p.available:
         at_run = float(fitting.parametric_loss(centre["num_params"], centre["num_tokens"],
-                                               *(float(p[k]) for k in fitting.PARAM_NAMES)))
+                                               *p.params))
     done = [r for r in runs if r["status"] == "completed" and r["final_loss"] is not None]
     best = min(done, key=lambda r: r["final_loss"]) if done else None
-    rel = None if achieved is None else (achieved - pred["expected_loss"]) / achieved
+    rel = None if achieved is None else (achieved - pred.expected_loss) / achieved
     # the other approach's prediction at the same budget, scored against the best run tried
     others: dict[str, Any] = {}
     for method in ("parametric", "isoflop"):
-        if method == pred.get("method"):
+        if method == pred.method:
             continue
         try:
             o = analysis.predict_optimal_size(budget, method=method)
         except FlopsFitError:
             continue
         others[method] = {
-            "predicted_params": o["optimal_params"], "predicted_loss": o["expected_loss"],
-            "predicted_loss_ci": o.get("expected_loss_ci"),
+            "predicted_params": o.optimal_params, "predicted_loss": o.expected_loss,
+            "predicted_loss_ci": o.expected_loss_ci,
             "relative_error_vs_best": None if best is None
-            else (best["final_loss"] - o["expected_loss"]) / best["final_loss"]}
-    return {
-        "compute_budget": budget,
-        "largest_sweep_budget": max(float(r["compute_budget"]) for r in records),
-        "method": pred.get("method"),
-        "predicted_params": pred["optimal_params"],
-        "predicted_tokens": pred["optimal_tokens"],
-        "predicted_loss": pred["expected_loss"],
-        "predicted_loss_ci": pred.get("expected_loss_ci"),
-        "prediction_interval": interval,
-        "residual_sigma_log": sigma,
-        "predicted_loss_at_run": at_run,
-        "achieved_loss": achieved,
-        "relative_error": rel,
-        "within_interval": None if achieved is None else interval[0] <= achieved <= interval[1],
-        "predicted_optimum_was_best": None if best is None or len(done) < 2
+            else (best["final_loss"] - o.expected_loss) / best["final_loss"]}
+    return ValidationOutcome(
+        compute_budget=budget,
+        largest_sweep_budget=max(float(r["compute_budget"]) for r in records),
+        method=pred.method,
+        predicted_params=pred.optimal_params,
+        predicted_tokens=pred.optimal_tokens,
+        predicted_loss=pred.expected_loss,
+        predicted_loss_ci=pred.expected_loss_ci,
+        prediction_interval=interval,
+        residual_sigma_log=pred.residual_sigma_log,
+        predicted_loss_at_run=at_run,
+        achieved_loss=achieved,
+        relative_error=rel,
+        within_interval=None if achieved is None else interval[0] <= achieved <= interval[1],
+        predicted_optimum_was_best=None if best is None or len(done) < 2
         else best["predicted_optimum"],
-        "best_loss": None if best is None else best["final_loss"],
-        "other_methods": others,
-        "runs": runs,
-    }
+        best_loss=None if best is None else best["final_loss"],
+        other_methods=others,
+        runs=runs,
+    )
 
 
 def validate_stage(run_dir: Path, model_cls: type[nn.Module], sizes: list[int], data: Any,
@@ -180,7 +179,7 @@ def validate_stage(run_dir: Path, model_cls: type[nn.Module], sizes: list[int], 
                   f"{pred['expected_loss']:.4f}; training {len(vplan.runs)} run(s).")
     train_stage(vdir, vplan, model_cls, data, train_cfg, console=console)
     vrecords = read_json(vdir / "results.json", "validation results")
-    out = outcome(result.analysis, records, vplan, vrecords, budget)
+    out = outcome(result.analysis, records, vplan, vrecords, budget).to_dict()
     atomic_write_json(run_dir / VALIDATION_FILE, out)
     console.print(describe(out))
     return out
