@@ -8,6 +8,7 @@ Intervals have one shape: ``section[name + "_ci"] = [lo, hi]``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,7 +41,7 @@ def num(x: Any) -> float:
 
 def interval(obj: Any, name: str) -> tuple[float, float] | None:
     """The finite ``(lo, hi)`` of ``obj[name + "_ci"]`` (sorted), or None."""
-    x = obj.get(f"{name}_ci") if isinstance(obj, dict) else None
+    x = obj.get(f"{name}_ci") if isinstance(obj, Mapping) else None
     if isinstance(x, (list, tuple)) and len(x) == 2:
         lo, hi = num(x[0]), num(x[1])
         if math.isfinite(lo) and math.isfinite(hi):
