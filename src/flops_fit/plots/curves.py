@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
+from flops_fit import laws
+from flops_fit.analysis import ScalingAnalysis
 from flops_fit.fitting import (
     fit_power_law,
     optimal_allocation,
     parametric_loss,
     percentile_interval,
 )
+from flops_fit.sections import ParametricSection
 
 if TYPE_CHECKING:
     from flops_fit.plots.data import Optimum
@@ -178,17 +181,17 @@ class Laws:
 
     def parametric_curves(self, grid: np.ndarray):
         """Approach 3's N_opt, D_opt and L_opt on ``grid``, each ``(y, band or None)``."""
-        central = self.allocation(grid)
-        s = self._samples("parametric")
-        bands: list[Any] = [None, None, None]
-        if s is not None and s.shape[1] >= 5:
-            with np.errstate(all="ignore"):
-                ns, ds = optimal_allocation(grid[None, :], s[:, 1, None], s[:, 2, None],
-                                            s[:, 3, None], s[:, 4, None], self.kappa)
-                ls = parametric_loss(ns, ds, s[:, 0, None], s[:, 1, None], s[:, 2, None],
-                                     s[:, 3, None], s[:, 4, None])
-            bands = [self._percentiles(ns), self._percentiles(ds), self._percentiles(ls)]
-        return [(central[k], bands[k]) for k in range(3)]
+        sec = ParametricSection.from_dict(self.parametric())
+        sec.available = True  # parametric() checked the five parameters
+        sec.flops_per_param_token = self.kappa
+        sec.ci_level = self.ci_level
+        curve = laws.parametric_curve(sec, grid)
+        out = []
+        for y, b in ((curve.n, curve.n_band), (curve.d, curve.d_band),
+                     (curve.loss, curve.loss_band)):
+            ok = b is not None and not np.isnan(b).all()
+            out.append((y, (b[:, 0], b[:, 1]) if ok else None))
+        return out
 
     def parametric_exponent(self, j: int) -> float:
         """``a``, ``b`` of N_opt, D_opt ~ C^x (NaN for the loss, ``j`` = 2)."""
@@ -287,8 +290,6 @@ class Laws:
         if not self.analysis or not compute_budget:
             return None
         try:
-            from flops_fit.analyzer import ScalingAnalysis
-
             return ScalingAnalysis.from_json(self.analysis).predict_optimal_size(compute_budget)
         except Exception:  # noqa: BLE001 - an older file, or nothing to predict
             return None
