@@ -11,7 +11,6 @@ Units: N in parameters, D in tokens, C in FLOPs, loss in nats per token.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from flops_fit.errors import FlopsFitError
 from flops_fit.layout import VALIDATION_FILE, Layout
-from flops_fit.plots.curves import Laws, interval, num
+from flops_fit.plots.curves import Laws, num
 from flops_fit.records import RunRecord, read_metrics
 from flops_fit.rundir import read_json
 
@@ -111,7 +110,9 @@ class PlotData:
                 f"{results_path} is not a list of run records; rebuild it with "
                 "`flops-fit train` or fix the file."
             )
-        records = [RunRecord.from_dict(r) for r in raw if isinstance(r, dict)]
+        # a record without a status counts as completed (imported data), as it always did
+        records = [RunRecord.from_dict({"run_id": "", "status": "completed", **r})
+                   for r in raw if isinstance(r, dict)]
         notes: list[str] = []
         analysis: dict[str, Any] = {}
         if analysis_path is not None and analysis_path.exists():
@@ -202,5 +203,4 @@ def _validation(path: Path, notes: list[str]) -> ValidationPoint | None:
         return None
 
 
-__all__ = ["PlotData", "Run", "Optimum", "Curve", "ValidationPoint", "interval",
-           "math"]
+__all__ = ["PlotData", "Run", "Optimum", "Curve", "ValidationPoint"]
