@@ -97,6 +97,3 @@ class Reporter:
 def stamp(msg: str) -> str:
     """``msg`` with the local time in front: ``[2026-01-31 12:00:00] msg``."""
     return f"[{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}] {msg}"
-
-
-_stamp = stamp  # the name trainer.py used
