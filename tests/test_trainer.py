@@ -20,6 +20,7 @@ from flops_fit.errors import FlopsFitError
 from flops_fit.models.gpt import GPT
 from flops_fit.models.mlp_lm import MLPLM
 from flops_fit.planner import plan_sweep
+from flops_fit.records import RunRecord, read_metrics
 from flops_fit.trainer import (
     ThreadTuner,
     lr_at,
@@ -335,3 +336,25 @@ def test_rundir_results_rebuild_pending_and_corrupt(tmp_path):
     assert [r["status"] for r in out] == ["completed", "pending", "pending"]
     assert out[1]["num_params"] == plan.runs[1].num_params and out[1]["final_loss"] is None
     assert json.loads((tmp_path / "results.json").read_text()) == out
+
+
+def test_result_json_is_a_run_record(tmp_path):
+    """A trained run's result.json is a RunRecord whose to_dict() writes the file back exactly."""
+    plan = tiny_plan(budgets=(1.5e9,))
+    recs = train_stage(tmp_path, plan, GPT, build_data(DATA, 32), tiny_cfg(),
+                       console=quiet_console())
+    for rec in recs:
+        rdir = tmp_path / "runs" / rec["run_id"]
+        text = (rdir / "result.json").read_text()
+        raw = json.loads(text)
+        record = RunRecord.from_dict(raw)
+        assert record.status == "completed" and not record.extra
+        assert record.to_dict() == raw and list(record.to_dict()) == list(raw)  # key order too
+        assert list(raw) == [k for k in RunRecord.__dataclass_fields__
+                             if k not in ("extra", "_keys", "traceback")]
+        rundir.atomic_write_json(tmp_path / "again.json", record.to_dict())
+        assert (tmp_path / "again.json").read_text() == text
+        lines = read_metrics(rdir / "metrics.jsonl")
+        assert [ln.to_json() for ln in lines] == (rdir / "metrics.jsonl").read_text().splitlines()
+    pending = json.loads((tmp_path / "results.json").read_text())
+    assert [RunRecord.from_dict(r).to_dict() for r in pending] == pending

@@ -1,21 +1,35 @@
-"""One GPU per job: a lock-protected pool of devices shared by every process on the machine.
+"""Where a job trains: the GPU pool, the device of ``train.device``, and CPU threads.
+
+**One GPU per job**: a lock-protected pool of devices shared by every process on the machine.
 
 Jobs of a multirun (joblib, submitit_local) start together and differ in length, so
 ``job.num % n_gpus`` puts two jobs on one GPU while another idles, and ``submitit_local`` puts
 every job on GPU 0. Instead each job claims the first free device: one ``filelock`` per device
 in a machine-wide folder, held for the life of the job. The OS drops the lock when the process
 dies (even by ``kill -9``), so a crashed job never leaks its GPU.
+
+**CPU threads**: ``train.threads=0`` uses this process's cores, split between the shards of one
+machine (:func:`cpu_threads`), and a :class:`ThreadTuner` that drops to one thread while other
+processes make the OpenMP threads wait on each other (10-30x slower steps on a busy machine).
+``train.threads=N`` pins N threads: bit-exact reruns.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
+import torch
 from filelock import FileLock, Timeout
 
+from flops_fit.config import TrainConfig
+from flops_fit.errors import FlopsFitError
+
 _HELD: list[FileLock] = []  # locks this process holds (released at exit)
+# torch's default thread count (physical cores), read at import, before anyone changes it
+_DEFAULT_THREADS = torch.get_num_threads()
 
 
 def default_lock_dir() -> Path:
@@ -30,8 +44,6 @@ def claim_device(devices: list[int], lock_dir: str | Path | None = None,
     Tries each device without blocking; with ``wait_s`` > 0 keeps trying for that long.
     The claim lasts until :func:`release_devices` or the end of the process.
     """
-    import time
-
     lock_dir = Path(lock_dir or default_lock_dir())
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
@@ -63,10 +75,102 @@ def pick_cuda_device(requested: str, lock_dir: str | Path | None = None) -> str:
     """
     if requested not in ("auto", "cuda"):
         return requested
-    import torch
-
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count <= 1:
         return requested
     index = claim_device(list(range(count)), lock_dir, wait_s=3600.0)
     return f"cuda:{index}" if index is not None else requested
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cuda``/``cuda:N`` must exist."""
+    name = str(name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FlopsFitError(
+                f"train.device={name} was requested but this machine has no usable CUDA GPU; "
+                "use train.device=auto or train.device=cpu."
+            )
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise FlopsFitError(
+                f"train.device={name} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+        return dev
+    if name == "cpu":
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise FlopsFitError(
+            f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N."
+        ) from exc
+
+
+def cpu_threads(cfg: TrainConfig) -> int:
+    """Threads for this process: ``cfg.threads``, or (0) this process's cores shared by shards.
+
+    Several shards on one machine (joblib, submitit_local) would oversubscribe the cores, and
+    oversubscribed OpenMP threads slow CPU training down by 10x or more; so unless SLURM gave
+    this job its own allocation, ``threads=0`` splits the cores between ``num_shards``.
+    """
+    if cfg.threads > 0:
+        return int(cfg.threads)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    cores = min(cores, _DEFAULT_THREADS)  # torch's default: physical cores, not hyper-threads
+    if cfg.num_shards > 1 and "SLURM_JOB_ID" not in os.environ:
+        cores = max(1, cores // cfg.num_shards)
+    return cores
+
+
+class ThreadTuner:
+    """``threads=0`` on CPU: now and then, time a few steps with one thread and with all, keep
+    the faster.
+
+    On a machine shared with other busy processes, OpenMP threads that wait for each other can
+    make a step 10-30x slower; one thread then wins by far. When the machine is free again the
+    next probe goes back to all threads. Probing costs a few steps every ``every_s`` seconds.
+    The thread count changes float summation order (losses differ in the 6th digit), so set
+    ``train.threads`` for bit-exact reruns.
+    """
+
+    def __init__(self, max_threads: int, every_s: float = 30.0, first_s: float = 1.0,
+                 k: int = 3) -> None:
+        self.max_threads = max_threads
+        self.current = max_threads
+        self.every_s, self.k = every_s, k
+        self.next_probe = time.monotonic() + first_s
+        self.queue: list[int] = []
+        self.times: dict[int, list[float]] = {}
+        self.switches = 0
+        self._t = 0.0
+        torch.set_num_threads(self.current)
+
+    def before_step(self) -> None:
+        if not self.queue and time.monotonic() >= self.next_probe:
+            alt = 1 if self.current > 1 else self.max_threads
+            self.queue = [alt, self.current] * self.k  # interleaved: load drift hits both
+            self.times = {alt: [], self.current: []}
+        if self.queue:
+            torch.set_num_threads(self.queue[0])
+        self._t = time.perf_counter()
+
+    def after_step(self) -> None:
+        if not self.queue:
+            return
+        self.times[self.queue.pop(0)].append(time.perf_counter() - self._t)
+        if self.queue:
+            return
+        med = {n: sorted(t)[len(t) // 2] for n, t in self.times.items()}
+        alt = next(n for n in med if n != self.current)
+        if med[alt] < 0.85 * med[self.current]:  # clearly faster: switch
+            self.current = alt
+            self.switches += 1
+        torch.set_num_threads(self.current)
+        self.next_probe = time.monotonic() + self.every_s

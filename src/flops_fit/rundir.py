@@ -1,14 +1,8 @@
 """The run directory: atomic JSON writes, checked JSON reads, locks, and the results.json rebuild.
 
-Layout (all relative to ``run_dir``)::
-
-    plan.json                     SweepPlan
-    runs/<run_id>/result.json     one run's record, written once, atomically
-    runs/<run_id>/metrics.jsonl   its training curve
-    runs/<run_id>/checkpoint.pt   periodic checkpoint (deleted when the run completes)
-    results.json                  all run records, rebuilt from runs/*/result.json under a lock
-    analysis/scaling_laws.json    the fit
-    plots/, report.html           the pictures
+The files and their names are listed in :mod:`flops_fit.layout`; the run records are
+:class:`~flops_fit.records.RunRecord`. ``results.json`` holds every planned run's record, rebuilt
+from ``runs/*/result.json`` under a lock; a run's checkpoint is deleted when the run completes.
 
 Every file that another process may read is written to a temporary file in the same folder,
 flushed, fsynced and renamed over the target, so a reader sees the old or the new file, never half.
@@ -20,14 +14,25 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import torch
 from filelock import FileLock
 
 from flops_fit.errors import FlopsFitError
+from flops_fit.layout import (  # noqa: F401  (CHECKPOINT_FILE, METRICS_FILE: rundir's old names)
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    PLAN_FILE,
+    RESULT_FILE,
+    RESULTS_FILE,
+    RUNS_DIR,
+)
+from flops_fit.records import RunRecord
 
 LOCK_TIMEOUT_S = 600.0
 _UMASK = os.umask(0)
@@ -144,27 +149,26 @@ def file_lock(path: str | Path, timeout: float = LOCK_TIMEOUT_S) -> FileLock:
 # Run records, results.json rebuild and checkpoints (train stage)
 # --------------------------------------------------------------------------------------------
 
-RESULT_FILE = "result.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.jsonl"
-
-# Fields a planned-but-unfinished run carries in results.json (copied from its RunSpec).
-_PLANNED_FIELDS = (
+# results.json's key order for a planned run without a record (RunRecord.planned's fields:
+# those copied from its RunSpec, then status and final_loss). RunRecord.to_dict writes schema
+# order, so a pending entry is put back in this order and the file stays as it was.
+_PENDING_ORDER = (
     "run_id", "compute_budget", "size_param", "size_value", "num_params",
     "num_params_non_embedding", "flops_per_token", "num_tokens", "steps", "batch_size",
-    "seq_len", "flops", "flops_6nd", "tokens_per_param",
+    "seq_len", "flops", "flops_6nd", "tokens_per_param", "status", "final_loss",
 )
 
 
 def run_path(run_dir: str | Path, run_id: str) -> Path:
     """``run_dir/runs/<run_id>``: where one run keeps its result, curve and checkpoint."""
-    return Path(run_dir) / "runs" / run_id
+    return Path(run_dir) / RUNS_DIR / run_id
 
 
-def write_run_result(run_dir: str | Path, record: dict[str, Any]) -> Path:
+def write_run_result(run_dir: str | Path, record: RunRecord | dict[str, Any]) -> Path:
     """Write one run's record to ``runs/<run_id>/result.json`` atomically; returns the path."""
-    path = run_path(run_dir, record["run_id"]) / RESULT_FILE
-    atomic_write_json(path, record)
+    data = record.to_dict() if isinstance(record, RunRecord) else record
+    path = run_path(run_dir, data["run_id"]) / RESULT_FILE
+    atomic_write_json(path, data)
     return path
 
 
@@ -177,8 +181,6 @@ def read_run_result(run_dir: str | Path, run_id: str) -> dict[str, Any] | None:
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
-    import warnings
-
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -194,7 +196,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 def load_run_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """All per-run records under ``run_dir/runs``, by run_id; corrupt files are skipped."""
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted((Path(run_dir) / "runs").glob(f"*/{RESULT_FILE}")):
+    for path in sorted((Path(run_dir) / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
         rec = _read_record(path)
         if rec is not None:
             out[rec["run_id"]] = rec
@@ -204,9 +206,9 @@ def load_run_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
 def _plan_runs(run_dir: Path, plan: Any) -> list[dict[str, Any]] | None:
     """The planned runs as dicts: from ``plan`` (a SweepPlan or its dict) or plan.json."""
     if plan is None:
-        if not (run_dir / "plan.json").exists():
+        if not (run_dir / PLAN_FILE).exists():
             return None
-        plan = read_json(run_dir / "plan.json", "plan")
+        plan = read_json(run_dir / PLAN_FILE, "plan")
     if hasattr(plan, "to_dict"):
         plan = plan.to_dict()
     runs = plan.get("runs") if isinstance(plan, dict) else None
@@ -225,39 +227,40 @@ def rebuild_results(run_dir: str | Path, plan: Any = None) -> list[dict[str, Any
     every run record is listed, sorted by run_id. Returns the list written.
     """
     run_dir = Path(run_dir)
-    target = run_dir / "results.json"
+    target = run_dir / RESULTS_FILE
     with file_lock(target):
         remove_stale_temp_files(run_dir, target.name)  # from a rebuild killed before its rename
         records = load_run_results(run_dir)
         planned = _plan_runs(run_dir, plan)
         if planned is None:
-            out = [records[k] for k in sorted(records)]
+            out = [_as_read(records[k]) for k in sorted(records)]
         else:
             out = []
             for spec in planned:
                 rec = records.get(spec["run_id"])
                 if rec is None:
-                    rec = {k: spec.get(k) for k in _PLANNED_FIELDS}
-                    rec.update(status="pending", final_loss=None)
-                out.append(rec)
+                    pending = RunRecord.planned(spec).to_dict()
+                    out.append({k: pending[k] for k in _PENDING_ORDER})
+                else:
+                    out.append(_as_read(rec))
         atomic_write_json(target, out)
     return out
 
 
+def _as_read(raw: dict[str, Any]) -> dict[str, Any]:
+    """A run's record through :class:`RunRecord`, its keys in the order the file had them."""
+    data = RunRecord.from_dict(raw).to_dict()  # the keys read, in schema order, extras last
+    return {k: data[k] for k in raw}
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temp file in the same folder, fsync, rename: never half-written."""
-    import torch
-
     with atomic_file(path, "wb") as fh:
         torch.save(state, fh)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
     """A checkpoint saved by :func:`save_checkpoint`, or None if missing or corrupt (warned)."""
-    import warnings
-
-    import torch
-
     path = Path(path)
     if not path.exists():
         return None
