@@ -27,7 +27,7 @@ from flops_fit.data import build_data
 from flops_fit.errors import FlopsFitError
 from flops_fit.models.gpt import GPT
 from flops_fit.planner import plan_sweep
-from flops_fit.trainer import train_stage
+from flops_fit.sweep import train_stage
 from helpers_run import TESTS, assert_kept, snapshot, stress, synthetic_records, write_results
 
 FAST_CKPT = stress.plan_overrides([3e9], 4, checkpoint_every_s=0.01)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 import flops_fit
 from conftest import REPO, run_cli
-from flops_fit.errors import FlopsFitError
+from flops_fit.errors import FlopsFitError, UnusableFitError
 from flops_fit.plan_io import load_plan
 from helpers_run import (
     TESTS,
@@ -27,6 +28,8 @@ from helpers_run import (
     synthetic_records,
     write_results,
 )
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "rundir_v0_1_0"
 
 
 def _planned(tmp_path: Path) -> Path:
@@ -137,7 +140,7 @@ CATALOGUE = [
     ("train.beta2=1.5", "train.beta2=1.5 must lie in [0, 1)"),
     ("train.grad_clip=-1", "train.grad_clip=-1.0 must be a number >= 0"),
     ("train.log_every=0", "train.log_every=0 must be at least 1"),
-    ("train.checkpoint_every_s=0", "train.checkpoint_every_s=0.0 must be a positive"),
+    ("train.checkpoint_every_s=-1", "train.checkpoint_every_s=-1.0 must be a number of sec"),
     ("train.device=gpu", "train.device='gpu' is unknown"),
     ("train.threads=-1", "train.threads=-1 must be a whole number >= 0"),
     ("train.seed=-1", "train.seed=-1 must be a whole number >= 0"),
@@ -206,17 +209,18 @@ def test_precheck_creates_nothing_before_hydra_accepts(tmp_path):
 
 
 def test_an_unusable_fit_prints_no_numbers(tmp_path):
+    """A fit whose optimum has less than one parameter (as a 10x LR gave): no numbers, exit 5."""
     run_dir = tmp_path / "run"
-    recs = synthetic_records()
-    for r in recs:  # loss falls with C but rises with N at every budget: a fit gone wrong
-        r["final_loss"] = 10.0 * (r["num_params"] / 1e6) ** 0.5 * (r["compute_budget"] / 1e17
-                                                                   ) ** -0.8
-    write_results(run_dir, recs)
-    out = run_cli("analyze", f"run_dir={run_dir}", "analysis.bootstrap=0")
-    if out.returncode == 0:  # the fit happened to be physical: then every number is plausible
-        pytest.skip("this synthetic sweep gave a usable fit")
-    line = one_sentence(out, "No usable scaling law", code=5)
-    assert "e-" not in line
+    shutil.copytree(FIXTURE, run_dir)
+    laws = json.loads((run_dir / "analysis" / "scaling_laws.json").read_text())
+    laws["parametric"]["A"] = 1e-60  # N_opt = G (C/6)^a with G = (alpha A / beta B)^(1/(a+b))
+    laws["parametric"]["bootstrap"] = None
+    (run_dir / "analysis" / "scaling_laws.json").write_text(json.dumps(laws))
+    with pytest.raises(UnusableFitError, match="No usable scaling law"):
+        flops_fit.Result.load(run_dir).predict(1e15)
+    out = run_cli("visualize", f"run_dir={run_dir}")
+    line = one_sentence(out, "No usable scaling law", "train.lr_base", code=5)
+    assert not any(ch.isdigit() for ch in line.split("No usable", 1)[1].split("plots/")[0])
 
 
 def test_predict_takes_a_list(tmp_path):

@@ -20,7 +20,8 @@ from flops_fit.config import DatasetConfig, TrainConfig
 from flops_fit.data import build_data
 from flops_fit.models.gpt import GPT
 from flops_fit.planner import plan_sweep
-from flops_fit.trainer import TrainingRunner, train_stage
+from flops_fit.sweep import train_stage
+from flops_fit.trainer import TrainingRunner
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 GPT_KW = {"vocab_size": 256, "seq_len": 32, "head_dim": 16, "width_per_layer": 32}
@@ -135,7 +136,7 @@ CHILD = textwrap.dedent("""
     from flops_fit.data import build_data
     from flops_fit.models.gpt import GPT
     from flops_fit.planner import plan_sweep
-    from flops_fit.trainer import train_stage
+    from flops_fit.sweep import train_stage
     kw = {"vocab_size": 256, "seq_len": 64, "head_dim": 16, "width_per_layer": 32}
     plan = plan_sweep(GPT, "width", kw, [2e10], sizes=[16, 32, 48], sizes_per_budget=3,
                       tokens_per_param=50, batch_size=16, seq_len=64, min_steps=5)

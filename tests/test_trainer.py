@@ -21,12 +21,12 @@ from flops_fit.models.gpt import GPT
 from flops_fit.models.mlp_lm import MLPLM
 from flops_fit.planner import plan_sweep
 from flops_fit.records import RunRecord, read_metrics
+from flops_fit.sweep import train_stage
 from flops_fit.trainer import (
     ThreadTuner,
     lr_at,
     lr_for_size,
     resolve_device,
-    train_stage,
     warmup_steps,
 )
 

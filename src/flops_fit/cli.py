@@ -25,7 +25,8 @@ from rich.markup import escape
 
 from flops_fit import stages
 from flops_fit.config import Settings, settings_from_mapping
-from flops_fit.errors import FlopsFitError
+from flops_fit.errors import FlopsFitError, Terminated
+from flops_fit.interrupts import on_sigterm
 from flops_fit.plan_io import check_run_dir
 
 COMMANDS: dict[str, str] = {
@@ -62,14 +63,6 @@ class JobFailed(CompactHydraException):
     or leave a submitit job without a result (a traceback in the parent); a returned failure
     lets every other job finish, then Hydra prints this line and exits with status 1.
     """
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so it stops like Ctrl-C (checkpoint, exit 143)."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated
 
 
 def _in_multirun() -> bool:
@@ -171,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         _report(exc)
         sys.exit(exc.exit_code)
     sys.argv = [f"flops-fit {command}", *rest]
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         _app(command)()
     except ValueError as exc:  # Hydra's own flag checks (e.g. -m with --cfg) raise it bare

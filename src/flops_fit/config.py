@@ -404,7 +404,10 @@ class TrainConfig:
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise FlopsFitError(
                 f"train.lr={self.lr} must be a positive number (or null for the rule).")
-        for key in ("lr_base", "lr_ref_params", "checkpoint_every_s"):
+        _need(math.isfinite(self.checkpoint_every_s) and self.checkpoint_every_s >= 0,
+              f"train.checkpoint_every_s={self.checkpoint_every_s} must be a number of seconds "
+              ">= 0 (0: after every step).")
+        for key in ("lr_base", "lr_ref_params"):
             value = getattr(self, key)
             _need(math.isfinite(value) and value > 0,
                   f"train.{key}={value} must be a positive number.")

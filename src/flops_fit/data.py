@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
 from flops_fit.config import DatasetConfig
-from flops_fit.contracts import validate_dataset, validate_loss_fn  # noqa: F401 (trainer)
+from flops_fit.contracts import validate_dataset
 from flops_fit.errors import FlopsFitError
 
 Batch = tuple[Any, Any]

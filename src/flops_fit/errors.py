@@ -29,3 +29,7 @@ class TrainingFailedError(FlopsFitError):
     """No run of a train call completed: every run it tried failed."""
 
     exit_code = 4
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C (checkpoint, say how to resume), exit 143."""

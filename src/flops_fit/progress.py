@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from flops_fit.planner import RunSpec
 
@@ -46,7 +47,8 @@ class Reporter:
             self.progress.start()
 
     def log(self, msg: str) -> None:
-        self.console.print(stamp(msg), highlight=False, soft_wrap=not self.live)
+        # plain text: run ids, paths and error messages may hold '[' (never rich markup)
+        self.console.print(Text(stamp(msg)), highlight=False, soft_wrap=not self.live)
 
     def start_run(self, spec: RunSpec, start_step: int) -> None:
         self._spec = spec

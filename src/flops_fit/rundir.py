@@ -24,13 +24,12 @@ import torch
 from filelock import FileLock
 
 from flops_fit.errors import FlopsFitError
-from flops_fit.layout import (  # noqa: F401  (CHECKPOINT_FILE, METRICS_FILE: rundir's old names)
-    CHECKPOINT_FILE,
-    METRICS_FILE,
+from flops_fit.layout import (
     PLAN_FILE,
     RESULT_FILE,
     RESULTS_FILE,
     RUNS_DIR,
+    Layout,
 )
 from flops_fit.records import RunRecord
 
@@ -160,8 +159,11 @@ _PENDING_ORDER = (
 
 
 def run_path(run_dir: str | Path, run_id: str) -> Path:
-    """``run_dir/runs/<run_id>``: where one run keeps its result, curve and checkpoint."""
-    return Path(run_dir) / RUNS_DIR / run_id
+    """``run_dir/runs/<run_id>``: where one run keeps its result, curve and checkpoint.
+
+    The id is checked to be a safe folder name first (:func:`flops_fit.layout.check_run_id`).
+    """
+    return Layout(Path(run_dir)).run(run_id)
 
 
 def write_run_result(run_dir: str | Path, record: RunRecord | dict[str, Any]) -> Path:

@@ -28,7 +28,7 @@ from flops_fit.planner import SweepPlan, plan_sweep
 from flops_fit.report import write_report
 from flops_fit.result import Result
 from flops_fit.rundir import file_lock, read_json, remove_stale_temp_files
-from flops_fit.trainer import train_stage
+from flops_fit.sweep import train_stage
 from flops_fit.validate import validate_stage
 
 
@@ -152,6 +152,8 @@ def draw(run_dir: Path, predict_budget: float | None = None) -> tuple[list, Path
     stale = _stale_fit_note(lay, result)
     largest = max(result.compute_budgets) if result.compute_budgets else None
     budget = PredictConfig(predict_budget).budget_for(largest)
+    if budget and result.analysis.method:
+        result.predict(budget)  # an unusable fit is said in one sentence, not drawn
     with file_lock(lay.plots):  # one drawer at a time: its killed predecessors' temp files go
         remove_stale_temp_files(lay.plots)
         remove_stale_temp_files(lay.root, lay.report.name)

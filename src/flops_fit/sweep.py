@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 from filelock import FileLock, Timeout
 from rich.console import Console
+from rich.text import Text
 
 from flops_fit import rundir
 from flops_fit.config import TrainConfig
@@ -32,7 +33,7 @@ from flops_fit.layout import CHECKPOINT_FILE
 from flops_fit.planner import RunSpec, SweepPlan
 from flops_fit.progress import Reporter, stamp
 from flops_fit.records import FINAL_STATUSES
-from flops_fit.trainer import LossFn, TrainingRunner, check_loss_fn, check_train_config
+from flops_fit.trainer import LossFn, TrainingRunner, check_loss_fn
 
 TRAIN_LOCK = ".train.lock"  # runs/<run_id>/.train.lock: held while a process trains the run
 
@@ -54,7 +55,7 @@ def train_stage(
     training (its lock is held) is skipped. ``results.json`` is rebuilt after every run.
     """
     run_dir = Path(run_dir)
-    check_train_config(cfg)
+    cfg.check()
     resolve_device(cfg.device)  # fail early, before anything is written
     data = as_data_source(data)
     console = console or Console()
@@ -69,8 +70,8 @@ def train_stage(
         (rundir.run_path(run_dir, run_id) / CHECKPOINT_FILE).unlink(missing_ok=True)
     if not todo:
         rundir.rebuild_results(run_dir, plan)
-        console.print(stamp(f"Nothing to train: all {len(mine)} runs of this shard are done "
-                            f"({run_dir})."), highlight=False)
+        console.print(Text(stamp(f"Nothing to train: all {len(mine)} runs of this shard are "
+                                 f"done ({run_dir}).")), highlight=False)
         return [existing[r.run_id] for r in mine]
 
     over = [r for r in todo if data.train_size and r.num_tokens > data.train_size]
@@ -106,8 +107,8 @@ def train_stage(
     counts: dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    console.print(stamp(f"Train stage done in {time.perf_counter() - t0:.1f}s: "
-                        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))),
+    console.print(Text(stamp(f"Train stage done in {time.perf_counter() - t0:.1f}s: "
+                             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))),
                   highlight=False)
     sys.stdout.flush()
     return records

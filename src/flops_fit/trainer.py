@@ -46,9 +46,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flops_fit import rundir
+from flops_fit import interrupts, rundir
 from flops_fit.config import TrainConfig
-from flops_fit.data import ByteCorpus, DataSource, validate_loss_fn
+from flops_fit.contracts import validate_loss_fn
+from flops_fit.data import ByteCorpus, DataSource
 from flops_fit.devices import ThreadTuner, cpu_threads, resolve_device
 from flops_fit.errors import FlopsFitError
 from flops_fit.layout import CHECKPOINT_FILE, METRICS_FILE
@@ -57,32 +58,14 @@ from flops_fit.progress import Reporter
 from flops_fit.records import FINAL_STATUSES, MetricsLine, RunRecord
 from flops_fit.schedule import Schedule, lr_at, lr_for_size, make_optimizer, warmup_steps
 
-# (train_stage, from flops_fit.sweep, is served by __getattr__ below)
 __all__ = [
     "CHECKPOINT_FORMAT", "FINAL_STATUSES", "LossFn", "Reporter", "Schedule", "ThreadTuner",
-    "TrainingRunner", "check_loss_fn", "check_train_config", "cpu_threads", "default_loss_fn",
+    "TrainingRunner", "check_loss_fn", "cpu_threads", "default_loss_fn",
     "lr_at", "lr_for_size", "make_optimizer", "resolve_device", "run_seed", "warmup_steps",
 ]
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 CHECKPOINT_FORMAT = 1
-
-# TrainConfig fields that change a run's trajectory: a checkpoint made under other values
-# is not resumed (the run starts again).
-_TRAJECTORY_KEYS = ("lr", "lr_base", "lr_exponent", "lr_ref_params", "min_lr_ratio",
-                    "warmup_fraction", "warmup_min_steps", "weight_decay", "beta1", "beta2",
-                    "grad_clip", "seed", "dtype")
-
-
-def __getattr__(name: str) -> Any:
-    # flops_fit.sweep imports this module (for TrainingRunner), so train_stage is looked up
-    # when first asked for, not imported at the top: no import cycle.
-    if name == "train_stage":
-        from flops_fit.sweep import train_stage
-
-        return train_stage
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 # --------------------------------------------------------------------------------------------
 # Small rules
@@ -97,26 +80,6 @@ def default_loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def run_seed(seed: int, run_id: str) -> int:
     """A per-run seed that is stable across processes and machines."""
     return (int(seed) + zlib.crc32(run_id.encode("utf-8"))) % 2**63
-
-
-def check_train_config(cfg: TrainConfig) -> None:
-    """One sentence for each impossible setting."""
-    if cfg.num_shards < 1 or not 0 <= cfg.shard < cfg.num_shards:
-        raise FlopsFitError(
-            f"train.shard={cfg.shard} must lie in 0..num_shards-1 (num_shards={cfg.num_shards})."
-        )
-    if cfg.dtype not in ("auto", "fp32", "bf16"):
-        raise FlopsFitError(f"train.dtype={cfg.dtype!r} is unknown; use auto, fp32 or bf16.")
-    if cfg.eval_tokens < 1:
-        raise FlopsFitError(f"train.eval_tokens={cfg.eval_tokens} must be positive.")
-    if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise FlopsFitError(f"train.lr={cfg.lr} must be a positive number (or null for the rule).")
-    if not 0 <= cfg.min_lr_ratio <= 1 or not 0 <= cfg.warmup_fraction < 1:
-        raise FlopsFitError("train.min_lr_ratio must lie in [0, 1] and warmup_fraction in [0, 1).")
-    if isinstance(cfg.warmup_min_steps, bool) or not isinstance(cfg.warmup_min_steps, int) \
-            or cfg.warmup_min_steps < 0:
-        raise FlopsFitError(f"train.warmup_min_steps={cfg.warmup_min_steps!r} is not valid; "
-                            "use a whole number of steps >= 0.")
 
 
 def _precision(device: torch.device, dtype: str) -> tuple[Any, str]:
@@ -168,7 +131,7 @@ class TrainingRunner:
         on_step: Callable[[int], None] | None = None,
         model_target: str | None = None,
     ) -> None:
-        check_train_config(cfg)
+        cfg.check()
         self.model_cls = model_cls
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
@@ -191,7 +154,7 @@ class TrainingRunner:
     def _fingerprint(self, spec: RunSpec) -> dict[str, Any]:
         c = asdict(self.cfg)
         return {"run_id": spec.run_id, "steps": spec.steps, "batch_size": spec.batch_size,
-                **{k: c[k] for k in _TRAJECTORY_KEYS}}
+                **{k: c[k] for k in TrainConfig.TRAJECTORY}}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, n_tokens: int) -> float:
@@ -347,64 +310,70 @@ class TrainingRunner:
             self.reporter.start_run(spec, state["step"])
         flops_reported = state["step"] * tokens_per_step * spec.flops_per_token
         try:
-            for step in range(state["step"], steps):
-                lr = schedule.lr(step)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                if self.tuner is not None:
-                    self.tuner.before_step()
-                x, y = self.data.train_batch(spec.batch_size)
-                x, y = _to(x, self.device), _to(y, self.device)
-                with self.autocast():
-                    loss = self.loss_fn(_first(fwd(x)), y)
-                loss.backward()
-                if cfg.grad_clip and cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                if self.tuner is not None:
-                    self.tuner.after_step()
-                loss_sum += loss.detach().float()
-                n_sum += 1
-                done = step + 1
-                state["step"] = done
-                if state["initial_loss"] is None:  # the first step's loss, the divergence yardstick
-                    state["initial_loss"] = float(loss.detach())
-                    _check_loss(state["initial_loss"], None, cfg.diverge_factor, done)
-                is_eval = done % eval_every == 0 and done < steps
-                if done % log_every == 0 or is_eval or done == steps:
-                    train_loss = float(loss_sum / n_sum)  # mean since the last log line
-                    loss_sum.zero_()
-                    n_sum = 0
-                    state["last_loss"] = train_loss
-                    _check_loss(train_loss, state["initial_loss"], cfg.diverge_factor, done)
-                    now = time.perf_counter()
-                    state["train_time_s"] += now - t_seg
-                    flops_now = done * tokens_per_step * spec.flops_per_token
-                    line = MetricsLine(
-                        step=done, tokens=int(round(done * tokens_per_step)), flops=flops_now,
-                        train_loss=train_loss, lr=lr, time_s=round(state["train_time_s"], 3),
-                        val_loss=self.evaluate(model, periodic_tokens) if is_eval else None)
-                    metrics.write(line.to_json() + "\n")
-                    metrics.flush()
-                    if self.reporter is not None:
-                        tps = (done - step0) * tokens_per_step / max(now - t0, 1e-9)
-                        eta = (steps - done) * tokens_per_step / max(tps, 1e-9)
-                        self.reporter.update(done, train_loss, tps, flops_now - flops_reported,
-                                             eta)
-                        flops_reported = flops_now
-                    t_seg = time.perf_counter()
-                if done < steps and time.monotonic() - t_last_ckpt >= cfg.checkpoint_every_s:
-                    self._save(ckpt_path, spec, model, opt, state, t_seg)
-                    t_last_ckpt = time.monotonic()
-                if self.on_step is not None:
-                    self.on_step(done)
-            state["train_time_s"] += time.perf_counter() - t_seg
-            final = self.evaluate(model, self.cfg.eval_tokens)
-            _check_loss(final, state["initial_loss"], cfg.diverge_factor, steps)
-            metrics.write(MetricsLine(step=steps, tokens=spec.num_tokens, flops=spec.flops,
-                                      val_loss=final, final=True).to_json() + "\n")
-            return final
+            with interrupts.deferred() as stop:
+                for step in range(state["step"], steps):
+                    lr = schedule.lr(step)
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+                    if self.tuner is not None:
+                        self.tuner.before_step()
+                    x, y = self.data.train_batch(spec.batch_size)
+                    x, y = _to(x, self.device), _to(y, self.device)
+                    with self.autocast():
+                        loss = self.loss_fn(_first(fwd(x)), y)
+                    loss.backward()
+                    if cfg.grad_clip and cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    if self.tuner is not None:
+                        self.tuner.after_step()
+                    loss_sum += loss.detach().float()
+                    n_sum += 1
+                    done = step + 1
+                    state["step"] = done
+                    # the first step's loss: the divergence yardstick
+                    if state["initial_loss"] is None:
+                        state["initial_loss"] = float(loss.detach())
+                        _check_loss(state["initial_loss"], None, cfg.diverge_factor, done)
+                    is_eval = done % eval_every == 0 and done < steps
+                    if done % log_every == 0 or is_eval or done == steps:
+                        train_loss = float(loss_sum / n_sum)  # mean since the last log line
+                        loss_sum.zero_()
+                        n_sum = 0
+                        state["last_loss"] = train_loss
+                        _check_loss(train_loss, state["initial_loss"], cfg.diverge_factor, done)
+                        now = time.perf_counter()
+                        state["train_time_s"] += now - t_seg
+                        flops_now = done * tokens_per_step * spec.flops_per_token
+                        line = MetricsLine(
+                            step=done, tokens=int(round(done * tokens_per_step)), flops=flops_now,
+                            train_loss=train_loss, lr=lr, time_s=round(state["train_time_s"], 3),
+                            val_loss=self.evaluate(model, periodic_tokens) if is_eval else None)
+                        metrics.write(line.to_json() + "\n")
+                        metrics.flush()
+                        if self.reporter is not None:
+                            tps = (done - step0) * tokens_per_step / max(now - t0, 1e-9)
+                            eta = (steps - done) * tokens_per_step / max(tps, 1e-9)
+                            self.reporter.update(done, train_loss, tps, flops_now - flops_reported,
+                                                 eta)
+                            flops_reported = flops_now
+                        t_seg = time.perf_counter()
+                    if done < steps and time.monotonic() - t_last_ckpt >= cfg.checkpoint_every_s:
+                        self._save(ckpt_path, spec, model, opt, state, t_seg)
+                        t_last_ckpt = time.monotonic()
+                    if self.on_step is not None:
+                        self.on_step(done)
+                    if stop.signum is not None:  # Ctrl-C or SIGTERM: keep this step, then stop
+                        if done < steps:
+                            self._save(ckpt_path, spec, model, opt, state, t_seg)
+                        stop.raise_now()
+                state["train_time_s"] += time.perf_counter() - t_seg
+                final = self.evaluate(model, self.cfg.eval_tokens)
+                _check_loss(final, state["initial_loss"], cfg.diverge_factor, steps)
+                metrics.write(MetricsLine(step=steps, tokens=spec.num_tokens, flops=spec.flops,
+                                          val_loss=final, final=True).to_json() + "\n")
+                return final
         finally:
             metrics.close()
 

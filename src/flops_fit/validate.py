@@ -36,7 +36,7 @@ from flops_fit.planner import SweepPlan, default_size_grid, make_run
 from flops_fit.records import ValidationOutcome
 from flops_fit.result import Result
 from flops_fit.rundir import atomic_write_json, read_json
-from flops_fit.trainer import train_stage
+from flops_fit.sweep import train_stage
 
 
 def _nearest(sizes: list[int], log_n: np.ndarray, target: float) -> int:
