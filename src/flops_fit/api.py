@@ -25,10 +25,10 @@ from flops_fit.config import (
     PredictConfig,
     Settings,
     TrainConfig,
-    class_path,
 )
 from flops_fit.contracts import validate_loss_fn
 from flops_fit.planner import SweepPlan, default_size_grid
+from flops_fit.reading import class_path
 from flops_fit.result import Result
 from flops_fit.stages import analyze_command, draw, make_plan, train_command
 

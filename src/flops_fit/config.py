@@ -10,20 +10,17 @@ writes anything: :meth:`Settings.check`.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
 import re
-import sys
-import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
 from flops_fit.errors import FlopsFitError
+from flops_fit.reading import from_mapping, import_model_class, need
 
 #: find-optimal predicts for this multiple of the largest budget when predict.budget is null
 PREDICT_MULTIPLE = 100.0
@@ -33,171 +30,6 @@ VALIDATE_MULTIPLE = 4.0
 MAX_STEPS = 1_000_000_000
 #: budgets above this many FLOPs are refused (about 50x the largest published training run)
 MAX_BUDGET = 1e27
-
-
-# --------------------------------------------------------------------------------------------
-# Reading a mapping into a dataclass: unknown keys, then each value's type
-# --------------------------------------------------------------------------------------------
-
-
-def type_name(tp: Any) -> str:
-    """A type annotation in words (for messages)."""
-    names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
-             type(None): "null", list: "a list", dict: "a mapping"}
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        return "a list of " + type_name(typing.get_args(tp)[0]).replace("a ", "", 1) + "s"
-    return names.get(origin or tp, getattr(tp, "__name__", str(tp)))
-
-
-def coerce(value: Any, tp: Any) -> Any:
-    """``value`` as type ``tp`` (int, float, bool, str, None, list[...], dict, unions)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return coerce(value, arg)
-            except (TypeError, ValueError):
-                continue
-        raise TypeError
-    if tp is Any:
-        return value
-    if tp is type(None):
-        if value is None:
-            return None
-        raise TypeError
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError
-        (arg,) = typing.get_args(tp)
-        return [coerce(v, arg) for v in value]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise TypeError
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise TypeError
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError
-        return float(value)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise TypeError
-    return value
-
-
-def from_mapping(cls: type, data: Any, group: str) -> Any:
-    """Build dataclass ``cls`` from a mapping; one sentence for an unknown key or a bad type."""
-    if not isinstance(data, dict):
-        raise FlopsFitError(
-            f"The {group} config is {data!r}, not a group of keys; choose an option such as "
-            f"{group}=<name> or set {group}.<key>=<value>."
-        )
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls) if f.init}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise FlopsFitError(
-            f"Unknown key(s) {', '.join(unknown)} in the {group} config; "
-            f"known keys are: {', '.join(sorted(known))}."
-        )
-    values = {}
-    for key, value in data.items():
-        try:
-            values[key] = coerce(value, hints[key])
-        except (TypeError, ValueError):
-            what = f"{group}.{key}={value!r} is not {type_name(hints[key])}"
-            if isinstance(value, (list, tuple)) and typing.get_origin(hints[key]) is list:
-                arg = typing.get_args(hints[key])[0]
-                bad = next(v for v in value if not _fits(v, arg))
-                what = f"{group}.{key} holds {bad!r}, which is not {type_name(arg)}"
-            raise FlopsFitError(
-                f"{what}; set it to one, e.g. {group}.{key}={_example(cls, key)}."
-            ) from None
-    return cls(**values)
-
-
-def _fits(value: Any, tp: Any) -> bool:
-    try:
-        coerce(value, tp)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _example(cls: type, key: str) -> str:
-    default = next(f for f in fields(cls) if f.name == key)
-    value = default.default_factory() if callable(default.default_factory) else default.default
-    if isinstance(value, list):
-        return "[" + ",".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in value) + "]"
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) \
-        else str(value)
-
-
-def _need(ok: bool, message: str) -> None:
-    if not ok:
-        raise FlopsFitError(message)
-
-
-def import_object(path: str, what: str = "model") -> Any:
-    """Import ``package.module.Name``; one clear sentence when it does not exist.
-
-    The working directory is importable, as with ``python -m``.
-    """
-    if not isinstance(path, str) or not path:
-        raise FlopsFitError(f"{what} _target_ {path!r} is not a dotted path like "
-                            "'pkg.module.Class'.")
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise FlopsFitError(
-            f"{what} _target_ {path!r} is not a dotted path like 'pkg.module.Class'."
-        )
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.append(str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise FlopsFitError(
-            f"Cannot import {what} _target_ {path!r} ({exc}); check the spelling or install "
-            "the package that defines it."
-        ) from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError as exc:
-        raise FlopsFitError(
-            f"Module {module_name!r} has no {attr!r}, so {what} _target_ {path!r} does not exist; "
-            "check the class name."
-        ) from exc
-
-
-def import_model_class(path: str) -> type[nn.Module]:
-    """The ``nn.Module`` subclass at ``path``; anything else is refused before it is called.
-
-    Every path that builds a model from a name (command line, plan.json, validate, API) goes
-    through here, so a plan.json cannot name ``os.system``.
-    """
-    obj = import_object(path, "model")
-    if not (inspect.isclass(obj) and issubclass(obj, nn.Module)):
-        raise FlopsFitError(f"model _target_ {path!r} is not a torch.nn.Module class; name "
-                            "your model class.")
-    return obj
-
-
-def class_path(cls: type) -> str:
-    """``module.QualName`` of a class (what ``_target_`` holds)."""
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +66,7 @@ class ModelConfig:
 
     def check(self) -> None:
         """One sentence for an impossible size range."""
-        _need(bool(self.size_param), "model.size_param is empty; name the constructor argument "
+        need(bool(self.size_param), "model.size_param is empty; name the constructor argument "
               "that sets the model's size, e.g. model.size_param=width.")
         if self.size_step < 1 or self.size_min < 1 or self.size_max < self.size_min:
             raise FlopsFitError(
@@ -261,14 +93,14 @@ class DatasetConfig:
 
     def check(self) -> None:
         """One sentence for each impossible setting."""
-        _need(self.name in ("stdlib", "text_files"),
+        need(self.name in ("stdlib", "text_files"),
               f"dataset.name={self.name!r} is unknown; use stdlib or text_files.")
-        _need(self.name != "text_files" or bool(self.path),
+        need(self.name != "text_files" or bool(self.path),
               "dataset=text_files needs dataset.path=/your/text/folder.")
-        _need(self.max_bytes >= 1, f"dataset.max_bytes={self.max_bytes} must be at least 1.")
-        _need(0 < self.val_fraction < 1,
+        need(self.max_bytes >= 1, f"dataset.max_bytes={self.max_bytes} must be at least 1.")
+        need(0 < self.val_fraction < 1,
               f"dataset.val_fraction={self.val_fraction} must lie strictly between 0 and 1.")
-        _need(self.vocab_size >= 1, f"dataset.vocab_size={self.vocab_size} must be at least 1.")
+        need(self.vocab_size >= 1, f"dataset.vocab_size={self.vocab_size} must be at least 1.")
 
     def identity(self) -> dict[str, Any]:
         """What plan.json records of the data (``plan.settings["dataset"]``)."""
@@ -318,16 +150,16 @@ class BudgetsConfig:
     def check(self) -> None:
         """One sentence for each impossible setting."""
         self.checked_values()
-        _need(self.sizes_per_budget >= 3, f"budgets.sizes_per_budget={self.sizes_per_budget} "
+        need(self.sizes_per_budget >= 3, f"budgets.sizes_per_budget={self.sizes_per_budget} "
               "must be at least 3 to fit a parabola per budget.")
-        _need(math.isfinite(self.span) and self.span > 1, f"budgets.span={self.span} must be "
+        need(math.isfinite(self.span) and self.span > 1, f"budgets.span={self.span} must be "
               "greater than 1 (sizes cover N*/span .. N*·span).")
-        _need(math.isfinite(self.tokens_per_param) and self.tokens_per_param > 0,
+        need(math.isfinite(self.tokens_per_param) and self.tokens_per_param > 0,
               f"budgets.tokens_per_param={self.tokens_per_param} must be a positive number "
               "of tokens per parameter, e.g. 20.")
-        _need(self.exponent is None or (math.isfinite(self.exponent) and self.exponent > 0),
+        need(self.exponent is None or (math.isfinite(self.exponent) and self.exponent > 0),
               f"budgets.exponent={self.exponent} must be a positive number (or null).")
-        _need(self.min_steps >= 1, f"budgets.min_steps={self.min_steps} must be at least 1.")
+        need(self.min_steps >= 1, f"budgets.min_steps={self.min_steps} must be at least 1.")
 
     def identity(self) -> dict[str, Any]:
         """What a plan depends on (``plan.settings``'s budget keys)."""
@@ -385,50 +217,50 @@ class TrainConfig:
 
     def check(self) -> None:
         """One sentence for each impossible setting."""
-        _need(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be a whole "
+        need(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be a whole "
               "number of samples >= 1, e.g. train.batch_size=16.")
-        _need(self.seq_len >= 1, f"train.seq_len={self.seq_len} must be a whole number of "
+        need(self.seq_len >= 1, f"train.seq_len={self.seq_len} must be a whole number of "
               "tokens >= 1, e.g. train.seq_len=128.")
         if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
             raise FlopsFitError(
                 f"train.shard={self.shard} must lie in 0..num_shards-1 "
                 f"(num_shards={self.num_shards})."
             )
-        _need(self.dtype in ("auto", "fp32", "bf16"),
+        need(self.dtype in ("auto", "fp32", "bf16"),
               f"train.dtype={self.dtype!r} is unknown; use auto, fp32 or bf16.")
-        _need(bool(_DEVICE.fullmatch(self.device)),
+        need(bool(_DEVICE.fullmatch(self.device)),
               f"train.device={self.device!r} is unknown; use auto, cpu, cuda or cuda:N.")
-        _need(self.eval_tokens >= 1, f"train.eval_tokens={self.eval_tokens} must be positive.")
-        _need(self.periodic_eval_tokens >= 1,
+        need(self.eval_tokens >= 1, f"train.eval_tokens={self.eval_tokens} must be positive.")
+        need(self.periodic_eval_tokens >= 1,
               f"train.periodic_eval_tokens={self.periodic_eval_tokens} must be positive.")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise FlopsFitError(
                 f"train.lr={self.lr} must be a positive number (or null for the rule).")
-        _need(math.isfinite(self.checkpoint_every_s) and self.checkpoint_every_s >= 0,
+        need(math.isfinite(self.checkpoint_every_s) and self.checkpoint_every_s >= 0,
               f"train.checkpoint_every_s={self.checkpoint_every_s} must be a number of seconds "
               ">= 0 (0: after every step).")
         for key in ("lr_base", "lr_ref_params"):
             value = getattr(self, key)
-            _need(math.isfinite(value) and value > 0,
+            need(math.isfinite(value) and value > 0,
                   f"train.{key}={value} must be a positive number.")
-        _need(math.isfinite(self.lr_exponent),
+        need(math.isfinite(self.lr_exponent),
               f"train.lr_exponent={self.lr_exponent} must be a finite number.")
         if not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.warmup_fraction < 1:
             raise FlopsFitError(
                 "train.min_lr_ratio must lie in [0, 1] and warmup_fraction in [0, 1).")
-        _need(self.warmup_min_steps >= 0, f"train.warmup_min_steps={self.warmup_min_steps!r} "
+        need(self.warmup_min_steps >= 0, f"train.warmup_min_steps={self.warmup_min_steps!r} "
               "is not valid; use a whole number of steps >= 0.")
         for key in ("beta1", "beta2"):
             value = getattr(self, key)
-            _need(0 <= value < 1, f"train.{key}={value} must lie in [0, 1).")
+            need(0 <= value < 1, f"train.{key}={value} must lie in [0, 1).")
         for key in ("weight_decay", "grad_clip", "diverge_factor"):
             value = getattr(self, key)
-            _need(math.isfinite(value) and value >= 0,
+            need(math.isfinite(value) and value >= 0,
                   f"train.{key}={value} must be a number >= 0 (0 turns it off).")
         for key in ("eval_every", "threads", "seed"):
             value = getattr(self, key)
-            _need(value >= 0, f"train.{key}={value} must be a whole number >= 0.")
-        _need(self.log_every >= 1, f"train.log_every={self.log_every} must be at least 1.")
+            need(value >= 0, f"train.{key}={value} must be a whole number >= 0.")
+        need(self.log_every >= 1, f"train.log_every={self.log_every} must be at least 1.")
 
 
 @dataclass
@@ -439,7 +271,7 @@ class PredictConfig:
 
     def check(self) -> None:
         """One sentence for an impossible budget."""
-        _need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),
+        need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),
               f"predict.budget={self.budget} must be a positive number of FLOPs, e.g. 1e15.")
 
     def budget_for(self, largest: float | None) -> float | None:
@@ -458,7 +290,7 @@ class ValidateConfig:
 
     def check(self) -> None:
         """One sentence for an impossible budget."""
-        _need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),
+        need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),
               f"validate.budget={self.budget} must be a positive number of FLOPs, e.g. 1e13.")
 
     def budget_for(self, largest: float) -> float:
@@ -601,7 +433,7 @@ class Settings:
 
     def check(self) -> Settings:
         """Check every value of every group (before anything is written); returns self."""
-        _need(str(self.run_dir).strip() not in ("", "."),
+        need(str(self.run_dir).strip() not in ("", "."),
               "run_dir is empty; give the folder of the sweep, e.g. run_dir=outputs/first.")
         for name in ("model", "dataset", "budgets", "train", "predict", "validate"):
             getattr(self, name).check()
@@ -626,10 +458,10 @@ def settings_from_mapping(c: dict[str, Any]) -> Settings:
             "(`flops-fit <command> --cfg job` prints every key)."
         )
     run_dir = c.get("run_dir")
-    _need(isinstance(run_dir, str) and run_dir.strip() != "",
+    need(isinstance(run_dir, str) and run_dir.strip() != "",
           "run_dir is empty; give the folder of the sweep, e.g. run_dir=outputs/first.")
     overwrite = c.get("overwrite", False)
-    _need(isinstance(overwrite, bool), f"overwrite={overwrite!r} is not true or false.")
+    need(isinstance(overwrite, bool), f"overwrite={overwrite!r} is not true or false.")
     groups = {name: from_mapping(cls, c.get(name) or {}, name)
               for name, cls in Settings.GROUPS.items()}
     return Settings(run_dir=Path(run_dir), overwrite=overwrite, **groups).check()

@@ -33,11 +33,12 @@ import torch.nn as nn
 from rich.console import Console
 from rich.table import Table
 
-from flops_fit.config import MAX_STEPS, coerce, import_model_class, type_name
+from flops_fit.config import MAX_STEPS
 from flops_fit.contracts import validate_model_contract
 from flops_fit.errors import FlopsFitError
 from flops_fit.flops import count_model, count_params
 from flops_fit.layout import check_run_id
+from flops_fit.reading import coerce, import_model_class, type_name
 
 PLAN_FORMAT = "flops-fit plan v1"
 #: plan.settings keys that come from the budgets group

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flops_fit.analyzer import run_analysis
-from flops_fit.config import PredictConfig, Settings, class_path, import_model_class
+from flops_fit.config import PredictConfig, Settings
 from flops_fit.contracts import validate_loss_fn
 from flops_fit.data import as_data_source, build_data
 from flops_fit.devices import pick_cuda_device, release_devices
@@ -25,6 +25,7 @@ from flops_fit.errors import FlopsFitError, TrainingFailedError
 from flops_fit.layout import Layout
 from flops_fit.plan_io import check_run_dir, experiment_differences, load_plan, reconcile_plan
 from flops_fit.planner import SweepPlan, plan_sweep
+from flops_fit.reading import class_path, import_model_class
 from flops_fit.report import write_report
 from flops_fit.result import Result
 from flops_fit.rundir import file_lock, read_json, remove_stale_temp_files
