@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import typing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -453,6 +453,14 @@ def settings_from_mapping(c: dict[str, Any]) -> Settings:
     top = {"run_dir", "overwrite", *Settings.GROUPS}
     unknown = sorted(set(c) - top)
     if unknown:  # a misspelled key added with `+` would otherwise be ignored silently
+        raise FlopsFitError(
+            f"Unknown config key(s) {', '.join(unknown)}; check the spelling "
+            "(`flops-fit <command> --cfg job` prints every key)."
+        )
+    unknown = sorted(f"{group}.{key}" for group in ("predict", "validate")
+                     if isinstance(c.get(group), dict)
+                     for key in set(c[group]) - {f.name for f in fields(Settings.GROUPS[group])})
+    if unknown:  # keys of conf/base.yaml itself, so named in full
         raise FlopsFitError(
             f"Unknown config key(s) {', '.join(unknown)}; check the spelling "
             "(`flops-fit <command> --cfg job` prints every key)."
