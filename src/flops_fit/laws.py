@@ -22,7 +22,7 @@ Budgets are not checked here (callers check them with
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from flops_fit import fitting
 from flops_fit.errors import FlopsFitError
-from flops_fit.sections import IsoflopSection, ParametricSection, PowerLawRecord, plain
+from flops_fit.sections import DictView, IsoflopSection, ParametricSection, PowerLawRecord, plain
 
 __all__ = [
     "PREDICTION_KEYS",
@@ -55,7 +55,7 @@ PREDICTION_Z = 1.96
 
 
 @dataclass(eq=False)
-class Prediction(Mapping):
+class Prediction(DictView):
     """The compute-optimal allocation at one budget, with its intervals.
 
     Modelled on statsmodels' ``PredictionResults``: ``*_ci`` are *confidence* intervals
@@ -111,17 +111,6 @@ class Prediction(Mapping):
         lo, hi = self.expected_loss_ci or (self.expected_loss,) * 2
         interval = [lo * math.exp(-z * sigma_log), hi * math.exp(z * sigma_log)]
         return replace(self, residual_sigma_log=sigma_log, prediction_interval=interval)
-
-    # -- the read-only mapping --------------------------------------------------------------
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
 
 
 def band(samples: np.ndarray | None, ci: float) -> np.ndarray | None:
@@ -197,6 +186,14 @@ def _budgets(compute: float | np.ndarray) -> np.ndarray:
     return np.atleast_1d(np.asarray(compute, dtype=float))
 
 
+def _start(sec: ParametricSection | IsoflopSection, compute: Any, ci: float | None,
+           unavailable: str) -> tuple[np.ndarray, float]:
+    """The budgets as an array and the interval level; ``unavailable`` if the fit is not."""
+    if not sec.available:
+        raise FlopsFitError(unavailable)
+    return _budgets(compute), ci if ci is not None else float(sec.ci_level or 0.95)
+
+
 def parametric_curve(sec: ParametricSection, compute: float | np.ndarray,
                      ci: float | None = None) -> LawCurve:
     """Approach 3's allocation at budgets ``compute`` (shape ``(K,)``, or a scalar).
@@ -206,13 +203,8 @@ def parametric_curve(sec: ParametricSection, compute: float | np.ndarray,
     refits (``E, A, B, alpha, beta`` per row). ``ci`` defaults to the section's level.
     Raises :class:`FlopsFitError` when the fit is unavailable.
     """
-    if not sec.available:
-        raise FlopsFitError(
-            f"The parametric fit is unavailable ({sec.message}); predict with the "
-            "isoflop method or train more runs."
-        )
-    c = _budgets(compute)
-    ci = ci if ci is not None else float(sec.ci_level or 0.95)
+    c, ci = _start(sec, compute, ci, f"The parametric fit is unavailable ({sec.message}); "
+                   "predict with the isoflop method or train more runs.")
     kappa = sec.kappa
     E, A, B, al, be = sec.params
     s = sec.bootstrap.samples() if sec.bootstrap is not None else None
@@ -247,13 +239,8 @@ def isoflop_curve(sec: IsoflopSection, compute: float | np.ndarray,
     (``log k, exponent`` pairs per row). ``ci`` defaults to the section's level. Raises
     :class:`FlopsFitError` when Approach 2 has no power law.
     """
-    if not sec.available:
-        raise FlopsFitError(
-            f"Approach 2 has no power law ({sec.message}); predict with the "
-            "parametric method or widen the sweep."
-        )
-    c = _budgets(compute)
-    ci = ci if ci is not None else float(sec.ci_level or 0.95)
+    c, ci = _start(sec, compute, ci, f"Approach 2 has no power law ({sec.message}); predict "
+                   "with the parametric method or widen the sweep.")
     n, d, loss = (_law_at(law, c) for law in (sec.n_opt, sec.d_opt, sec.loss_opt))
     s = sec.bootstrap.samples() if sec.bootstrap is not None else None
     ns = ds = ls = None

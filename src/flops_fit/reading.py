@@ -58,8 +58,8 @@ def coerce(value: Any, tp: Any) -> Any:
         if not isinstance(value, dict):
             raise TypeError
         return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
+    if tp in (bool, str):
+        if isinstance(value, tp):
             return value
         raise TypeError
     if tp is int:
@@ -72,10 +72,6 @@ def coerce(value: Any, tp: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError
         return float(value)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise TypeError
     return value
 
 

@@ -61,7 +61,23 @@ def plain(obj: Any) -> Any:
 Interval = list  # [lo, hi], either end None when not finite
 
 
-class Section(Mapping):
+class DictView(Mapping):
+    """A read-only mapping over ``to_dict()``: typed records that still read like their JSON."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
+class Section(DictView):
     """Base of the section dataclasses: JSON round trip and a read-only mapping view.
 
     ``_nested`` names the fields that hold other sections (a dict, or a list of dicts, in
@@ -114,17 +130,6 @@ class Section(Mapping):
                 value = [sub.from_dict(v) if isinstance(v, dict) else v for v in value]
             values[name] = value
         return cls(**values, extra=extra, _keys=tuple(data))
-
-    # -- the read-only mapping over to_dict() ----------------------------------------------
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
 
 
 def _dump(value: Any) -> Any:

@@ -22,7 +22,7 @@ from flops_fit.fitting import (
     parametric_loss,
     percentile_interval,
 )
-from flops_fit.sections import ParametricSection
+from flops_fit.sections import Bootstrap, ParametricSection
 
 if TYPE_CHECKING:
     from flops_fit.plots.data import Optimum
@@ -299,15 +299,7 @@ class Laws:
     def _samples(self, section: str) -> np.ndarray | None:
         """The bootstrap samples of ``section`` (rows: resamples), or None."""
         boot = _section(self.analysis, section).get("bootstrap")
-        raw = boot.get("samples") if isinstance(boot, dict) else None
-        if not isinstance(raw, list) or len(raw) < 2:
-            return None
-        try:
-            arr = np.array([[np.nan if v is None else v for v in row] for row in raw],
-                           dtype=float)
-        except (TypeError, ValueError):
-            return None
-        return arr if arr.ndim == 2 else None
+        return Bootstrap.from_dict(boot).samples() if isinstance(boot, dict) else None
 
     def _percentiles(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Pointwise interval at :attr:`ci_level` of samples ``y`` (resamples x points)."""
