@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -224,3 +225,14 @@ def test_fitting_depends_on_nothing_else_in_the_package():
         if name.startswith("flops_fit.fitting"):
             assert not {m for m in _imports(path, False) if m.startswith("flops_fit")
                         and not m.startswith("flops_fit.fitting")}, name
+
+
+def test_the_readme_architecture_matches_the_tree():
+    readme = (SRC.parents[1] / "README.md").read_text()
+    table = readme.split("<!-- architecture-modules -->", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r"^\| `([\w/.]+)`", table, flags=re.M))
+    packages = {p.name + "/" for p in SRC.iterdir()
+                if (p / "__init__.py").exists() and p.name != "conf"}  # conf/: YAML, not code
+    modules = {p.name for p in SRC.glob("*.py") if p.name != "__init__.py"}
+    report_parts = {"report_html.py", "report_sections.py"}  # described in report.py's row
+    assert listed == (packages | modules) - report_parts
