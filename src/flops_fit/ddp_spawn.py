@@ -9,6 +9,7 @@ resumes it. Workers end themselves if the launching process dies.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import threading
@@ -43,9 +44,9 @@ def _watch_parent(ppid: int) -> None:
             os._exit(1)
 
 
-def _worker(rank: int, k: int, port: int, ppid: int, payload: dict[str, Any],
-            queue: Any) -> None:
+def _worker(rank: int, k: int, port: int, ppid: int, blob: bytes, queue: Any) -> None:
     threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+    payload = torch.load(io.BytesIO(blob), weights_only=False)  # our own bytes, just written
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(k), LOCAL_RANK=str(rank))
     cfg = payload["cfg"]
@@ -85,10 +86,12 @@ def spawn_train(runner: TrainingRunner, spec: RunSpec, rdir: Path, schedule: Sch
                "data": runner.data.to(torch.device("cpu")), "loss_fn": runner.loss_fn,
                "model_target": runner.model_target, "spec": spec, "rdir": str(rdir),
                "schedule": schedule, "tokens_per_step": tokens_per_step, "state": dict(state)}
+    buf = io.BytesIO()  # plain bytes: torch's shared-memory tensor passing needs a big /dev/shm
+    torch.save(payload, buf)
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     try:
-        mp.start_processes(_worker, args=(k, _free_port(), os.getpid(), payload, queue),
+        mp.start_processes(_worker, args=(k, _free_port(), os.getpid(), buf.getvalue(), queue),
                            nprocs=k, join=True, start_method="spawn")
     except mp.ProcessExitedException as exc:
         _resume_state(rdir, state)
