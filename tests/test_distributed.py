@@ -68,7 +68,7 @@ def test_two_gloo_ranks_match_one_device(tmp_path):
     assert one[0]["status"] == two[0]["status"] == "completed", two[0].get("error")
     a, b = _curve(tmp_path / "k1", spec.run_id), _curve(tmp_path / "k2", spec.run_id)
     assert len(a) == len(b) == spec.steps
-    assert max(abs(x - y) for x, y in zip(a[:50], b[:50])) <= 1e-4
+    assert max(abs(x - y) for x, y in zip(a[:50], b[:50], strict=True)) <= 1e-4
     assert abs(one[0]["final_loss"] - two[0]["final_loss"]) <= 1e-3
     assert two[0]["num_tokens"] == one[0]["num_tokens"] and two[0]["flops"] == one[0]["flops"]
 

@@ -148,7 +148,8 @@ def test_train_analyze_visualize_log_to_all_three(tmp_path, cli, monkeypatch):
 def test_resume_continues_the_curve_and_a_broken_logger_never_fails_a_run(tmp_path, capfd):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plan = plan_sweep(GPT, "width", dict(GPT_KW), [1.5e9], sizes=[16, 32, 48], sizes_per_budget=3,
+        plan = plan_sweep(GPT, "width", dict(GPT_KW), [1.5e9], sizes=[16, 32, 48],
+                          sizes_per_budget=3,
                           tokens_per_param=50, batch_size=8, seq_len=32, min_steps=5)
     spec = plan.runs[1]
     cfg = TrainConfig(batch_size=8, seq_len=32, eval_tokens=2048, periodic_eval_tokens=512,
