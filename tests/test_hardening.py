@@ -148,7 +148,7 @@ CATALOGUE = [
     ("train.eval_tokens=0", "train.eval_tokens=0 must be positive"),
     ("train.periodic_eval_tokens=0", "train.periodic_eval_tokens=0 must be positive"),
     ("train.warmup_fraction=1", "warmup_fraction in [0, 1)"),
-    ("train.compile=maybe", "train.compile='maybe' is not true or false"),
+    ("train.compile=maybe", "train.compile='maybe' is unknown; use auto, true or false"),
     ("train.lr_exponent=abc", "train.lr_exponent='abc' is not a number"),
     ("dataset.val_fraction=1.5", "dataset.val_fraction=1.5 must lie strictly between"),
     ("dataset.max_bytes=0", "dataset.max_bytes=0 must be at least 1"),

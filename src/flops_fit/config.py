@@ -196,13 +196,15 @@ class TrainConfig:
     checkpoint_every_s: float = 120.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16
-    compile: bool = False
+    compile: bool | str = "auto"  # auto: on for CUDA runs long enough to repay it (devices.py)
     threads: int = 0  # torch.set_num_threads; 0 = all cores (split between local shards)
     seed: int = 0
     shard: int = 0
     num_shards: int = 1
     force: bool = False  # retrain completed runs
     diverge_factor: float = 3.0  # loss above factor * initial loss = diverged
+    loggers: list[str] = field(default_factory=list)  # tensorboard | wandb | mlflow (loggers.py)
+    devices_per_run: int = 1  # K > 1: each run data-parallel on K devices (distributed.py)
 
     #: the fields that change a run's trajectory: part of a plan's identity, and a checkpoint
     #: made under other values is not resumed
@@ -261,6 +263,14 @@ class TrainConfig:
             value = getattr(self, key)
             need(value >= 0, f"train.{key}={value} must be a whole number >= 0.")
         need(self.log_every >= 1, f"train.log_every={self.log_every} must be at least 1.")
+        need(self.compile in (True, False, "auto"),
+              f"train.compile={self.compile!r} is unknown; use auto, true or false.")
+        for name in self.loggers:
+            need(name in ("tensorboard", "wandb", "mlflow"), f"train.loggers: {name!r} is "
+                  "unknown; use any of tensorboard, wandb, mlflow (e.g. [tensorboard]).")
+        need(self.devices_per_run >= 1 and self.batch_size % self.devices_per_run == 0,
+              f"train.devices_per_run={self.devices_per_run} must be >= 1 and divide "
+              f"train.batch_size={self.batch_size} (each device takes an equal slice).")
 
 
 @dataclass

@@ -25,6 +25,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from flops_fit.config import TrainConfig
+from flops_fit.distributed import launcher_device
 from flops_fit.errors import FlopsFitError
 
 _HELD: list[FileLock] = []  # locks this process holds (released at exit)
@@ -61,20 +62,32 @@ def claim_device(devices: list[int], lock_dir: str | Path | None = None,
         time.sleep(0.5)
 
 
+def claimed_indices() -> list[int]:
+    """The device indices this process holds (in claim order)."""
+    return [int(Path(lock.lock_file).stem.removeprefix("device")) for lock in _HELD]
+
+
 def release_devices() -> None:
     """Give back every device this process claimed."""
     while _HELD:
         _HELD.pop().release()
 
 
-def pick_cuda_device(requested: str, lock_dir: str | Path | None = None) -> str:
+def pick_cuda_device(requested: str, lock_dir: str | Path | None = None, k: int = 1) -> str:
     """Resolve ``train.device`` for this job before CUDA work starts.
 
     ``auto``/``cuda`` on a machine with several GPUs claims a free one from the pool
-    (``cuda:<i>``); an explicit ``cuda:N`` or ``cpu`` is kept as is.
+    (``cuda:<i>``); an explicit ``cuda:N`` or ``cpu`` is kept as is. With ``k`` > 1 (a run on
+    k devices) it claims k of them (``cuda:<first>``; the workers take
+    :func:`claimed_indices`); under torchrun/srun each rank takes ``cuda:LOCAL_RANK``.
     """
+    placed = launcher_device(requested)
+    if placed is not None:
+        return placed
     if requested not in ("auto", "cuda"):
         return requested
+    if k > 1 and torch.cuda.is_available():
+        return f"cuda:{claim_devices(k, lock_dir)[0]}"
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count <= 1:
         return requested
@@ -174,3 +187,80 @@ class ThreadTuner:
             self.switches += 1
         torch.set_num_threads(self.current)
         self.next_probe = time.monotonic() + self.every_s
+
+
+# --------------------------------------------------------------------------------------------
+# torch.compile: when it repays itself
+# --------------------------------------------------------------------------------------------
+
+#: ``train.compile=auto`` compiles CUDA runs of at least this many FLOPs. Not measured here (no
+#: GPU in the session that wrote it): compiling a small GPT takes ~40-90 s on an H100 (nanoGPT
+#: and torchtitan report about a minute) and speeds steps up 1.3-1.8x, so compile pays once a
+#: run's eager time T satisfies T x (1 - 1/1.3) > ~90 s, i.e. T > ~6.5 min. At 40% MFU of an
+#: H100's 989 TFLOP/s (bf16) that is ~1.5e17 FLOPs; on slower GPUs the same FLOPs take longer,
+#: so the rule only errs towards eager. benchmarks/gpu_throughput.py measures both sides.
+COMPILE_MIN_FLOPS = 1.5e17
+
+
+def use_compile(setting: bool | str, device: torch.device, run_flops: float) -> bool:
+    """``train.compile`` for one run: true/false as given; auto = CUDA and a long enough run."""
+    if setting == "auto":
+        return device.type == "cuda" and run_flops >= COMPILE_MIN_FLOPS
+    return bool(setting)
+
+
+#: dense bf16 tensor-core peak (FLOP/s) of known GPUs, by a substring of the device name
+GPU_PEAK_BF16 = {
+    "H200": 989e12, "H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12,
+    "H100": 989e12, "GH200": 989e12, "B200": 2250e12, "A100": 312e12, "A10G": 70e12,
+    "L40S": 362e12, "L40": 181e12, "L4": 121e12, "A6000": 155e12, "RTX 4090": 165e12,
+    "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
+}
+#: the GPU the plan's time estimate assumes, and the MFU it assumes
+ESTIMATE_GPU, ESTIMATE_MFU = "H100", 0.40
+
+
+def known_peak(device_name: str) -> float | None:
+    """The bf16 peak of a GPU from :data:`GPU_PEAK_BF16` (longest matching name), or None."""
+    hits = [k for k in GPU_PEAK_BF16 if k.lower() in device_name.lower()]
+    return GPU_PEAK_BF16[max(hits, key=len)] if hits else None
+
+
+def gpu_hours(flops: float, devices: int = 1, gpu: str = ESTIMATE_GPU,
+              mfu: float = ESTIMATE_MFU) -> float:
+    """Hours to train ``flops`` on ``devices`` GPUs of kind ``gpu`` at ``mfu`` (an estimate)."""
+    peak = known_peak(gpu) or GPU_PEAK_BF16["H100"]
+    return flops / (peak * mfu * max(devices, 1)) / 3600.0
+
+
+def plan_estimate(runs: list, devices: int = 1) -> str:
+    """One line under the plan table: total FLOPs and hours on one GPU (an estimate)."""
+    total = sum(r.flops for r in runs)
+    biggest = max((r.num_params for r in runs), default=0)
+    return (f"{len(runs)} runs, {total:.3g} FLOPs in all (largest model {biggest / 1e6:.3g}M "
+            f"parameters): about {gpu_hours(total, devices):.3g} hours on {devices} "
+            f"{ESTIMATE_GPU} at {ESTIMATE_MFU:.0%} MFU (an estimate from FLOPs; CPU runs are "
+            "far slower).")
+
+
+def claim_devices(k: int, lock_dir: str | Path | None = None, wait_s: float = 3600.0
+                  ) -> list[int]:
+    """Claim ``k`` free GPUs of this machine from the pool (all or none; freed on exit/kill)."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < k:
+        raise FlopsFitError(f"train.devices_per_run={k} needs {k} CUDA devices but this "
+                            f"machine shows {count}; lower train.devices_per_run.")
+    deadline = time.monotonic() + wait_s
+    while True:
+        got: list[int] = []
+        for _ in range(k):
+            index = claim_device([i for i in range(count) if i not in got], lock_dir)
+            if index is None:
+                break
+            got.append(index)
+        if len(got) == k:
+            return got
+        release_devices()  # a partial claim would block other jobs: give back, wait, retry
+        if time.monotonic() >= deadline:
+            raise FlopsFitError(f"No {k} free GPUs within {wait_s:.0f}s; other jobs hold them.")
+        time.sleep(1.0)

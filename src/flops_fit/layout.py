@@ -12,6 +12,7 @@
     analysis/validation.json       the validate stage's outcome
     validation/                    the validation runs: a run directory of their own
     plots/*.png|svg, report.html   the pictures
+    tensorboard/, mlruns/, wandb/  train.loggers (loggers.py); ids in runs/<id>/trackers.json
 
 A run id names a folder, so it is checked against :data:`RUN_ID_PATTERN` before any path is
 made from it: a plan.json from elsewhere can never make flops-fit write outside its run
@@ -39,6 +40,8 @@ VALIDATION_FILE = "validation.json"
 VALIDATION_DIR = "validation"
 PLOTS_DIR = "plots"
 REPORT_FILE = "report.html"
+TENSORBOARD_DIR = "tensorboard"  # <run_dir>/tensorboard/<run_id>: event files (loggers.py)
+TRACKERS_FILE = "trackers.json"  # runs/<run_id>/ and analysis/: the loggers' entry ids
 
 # letters, digits and . _ + - ; not starting with a dot (no "..", no hidden names, no slashes)
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")

@@ -20,9 +20,10 @@ from flops_fit.analyzer import run_analysis
 from flops_fit.config import PredictConfig, Settings
 from flops_fit.contracts import validate_loss_fn
 from flops_fit.data import as_data_source, build_data
-from flops_fit.devices import pick_cuda_device, release_devices
+from flops_fit.devices import pick_cuda_device, plan_estimate, release_devices
 from flops_fit.errors import FlopsFitError, TrainingFailedError
 from flops_fit.layout import Layout
+from flops_fit.loggers import log_fit, log_plots
 from flops_fit.plan_io import check_run_dir, experiment_differences, load_plan, reconcile_plan
 from flops_fit.planner import SweepPlan, plan_sweep
 from flops_fit.reading import class_path, import_model_class
@@ -82,6 +83,7 @@ def plan_or_reconcile(s: Settings, console: Console, show: bool = False) -> Swee
         for note in plan.warnings:
             console.print(f"[yellow]warning:[/] {escape(note)}")
         console.print(plan.table(show_ids=console.width >= 110))
+        console.print(plan_estimate(plan.runs), highlight=False)
         console.print(f"Wrote {escape(str(Layout(run_dir).plan))}")
     return plan
 
@@ -108,7 +110,8 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     data = _data_source(s, train.seq_len, train.batch_size)
     if s.loss_fn is not None:
         validate_loss_fn(s.loss_fn)
-    train.device = pick_cuda_device(train.device)  # one free GPU per job, before CUDA starts
+    # one free GPU per job (devices_per_run of them for a multi-device run), before CUDA starts
+    train.device = pick_cuda_device(train.device, k=train.devices_per_run)
     try:
         records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
                               loss_fn=s.loss_fn, console=console)
@@ -135,12 +138,16 @@ def _check_failures(records: list[dict[str, Any]], console: Console) -> None:
 
 def analyze_command(s: Settings, console: Console):
     """Fit the scaling laws to ``results.json``; print them with intervals and the table."""
-    return run_analysis(check_run_dir(s.run_dir), s.analysis, s.analysis.table_budgets, console)
+    analysis = run_analysis(check_run_dir(s.run_dir), s.analysis, s.analysis.table_budgets,
+                            console)
+    log_fit(s.run_dir, s.train.loggers, analysis)  # the sweep's trackers, if any (loggers.py)
+    return analysis
 
 
 def visualize_command(s: Settings, console: Console) -> list:
     """Redraw every plot and ``report.html`` from the run directory's files alone."""
     figures, report = draw(check_run_dir(s.run_dir), s.predict.budget)
+    log_plots(s.run_dir, s.train.loggers)  # the sweep's trackers, if any (loggers.py)
     console.print(f"Wrote {len(figures)} plots to {escape(str(report.parent / 'plots'))} and "
                   f"{escape(str(report))}")
     return figures

@@ -28,8 +28,10 @@ from rich.text import Text
 from flops_fit import rundir
 from flops_fit.config import TrainConfig
 from flops_fit.data import DataSource, as_data_source
+from flops_fit.ddp_spawn import spawn_train
 from flops_fit.devices import resolve_device
 from flops_fit.layout import CHECKPOINT_FILE
+from flops_fit.loggers import check_loggers
 from flops_fit.planner import RunSpec, SweepPlan
 from flops_fit.progress import Reporter, stamp
 from flops_fit.records import FINAL_STATUSES
@@ -57,6 +59,7 @@ def train_stage(
     run_dir = Path(run_dir)
     cfg.check()
     resolve_device(cfg.device)  # fail early, before anything is written
+    check_loggers(cfg.loggers)  # a missing extra: one sentence
     data = as_data_source(data)
     console = console or Console()
     mine = [r for i, r in enumerate(plan.runs) if i % cfg.num_shards == cfg.shard]
@@ -89,6 +92,7 @@ def train_stage(
     reporter = Reporter(console, len(mine), len(mine) - len(todo),
                         sum(r.flops for r in todo))
     runner = TrainingRunner(model_cls, data, cfg, loss_fn, reporter, on_step, target)
+    runner.spawn = spawn_train  # train.devices_per_run > 1: K workers per run
     if over:
         reporter.log(msg)
     reporter.log(f"Training {len(todo)} of {len(mine)} runs on {runner.device} "
@@ -123,14 +127,18 @@ def _train_locked(runner: TrainingRunner, reporter: Reporter, run_dir: Path, spe
     """
     lock = FileLock(str(rundir.run_path(run_dir, spec.run_id) / TRAIN_LOCK), timeout=0)
     try:
-        lock.acquire()
+        if runner.world.is_writer:  # under torchrun/srun rank 0 locks, the others follow it
+            lock.acquire()
+        held = runner.world.agree(True)
     except Timeout:
+        held = runner.world.agree(False)
+    if not held:
         reporter.log(f"{spec.run_id} is being trained by another process; skipped.")
         return None
     try:  # we hold the run's lock: temp files in its folder are from a killed writer
         rundir.remove_stale_temp_files(rundir.run_path(run_dir, spec.run_id))
         rec = rundir.read_run_result(run_dir, spec.run_id)
-        if rec is None or force or rec.get("status") not in FINAL_STATUSES:
+        if runner.world.agree(rec is None or force or rec.get("status") not in FINAL_STATUSES):
             rec = runner.run(spec, run_dir)
             if runner.device.type == "cuda":  # the run's model and optimizer are gone
                 torch.cuda.empty_cache()

@@ -29,6 +29,7 @@ also importable from here.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import platform
@@ -50,9 +51,11 @@ from flops_fit import interrupts, rundir
 from flops_fit.config import TrainConfig
 from flops_fit.contracts import validate_loss_fn
 from flops_fit.data import ByteCorpus, DataSource
-from flops_fit.devices import ThreadTuner, cpu_threads, resolve_device
+from flops_fit.devices import ThreadTuner, cpu_threads, resolve_device, use_compile
+from flops_fit.distributed import current_world
 from flops_fit.errors import FlopsFitError
 from flops_fit.layout import CHECKPOINT_FILE, METRICS_FILE
+from flops_fit.loggers import RunTracker, run_hparams
 from flops_fit.planner import RunSpec
 from flops_fit.progress import Reporter
 from flops_fit.records import FINAL_STATUSES, MetricsLine, RunRecord
@@ -148,6 +151,8 @@ class TrainingRunner:
             torch.set_num_threads(cpu_threads(cfg))
         if self.device.type == "cpu" and cfg.threads == 0 and cpu_threads(cfg) > 1:
             self.tuner = ThreadTuner(cpu_threads(cfg))
+        self.world = current_world(self.device)  # torchrun/srun ranks (distributed.py)
+        self.spawn: Callable[..., float] | None = None  # K-device launcher (ddp_spawn.py)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -196,8 +201,9 @@ class TrainingRunner:
             tb = traceback.format_exc(limit=8)
         record = self._record(spec, schedule, tokens_per_step, state, status, final_loss, error,
                               tb, switches0)
-        rundir.write_run_result(run_dir, record)
-        if status != "failed":  # a failed run keeps its checkpoint for the retry
+        if self.world.is_writer:
+            rundir.write_run_result(run_dir, record)
+        if status != "failed" and self.world.is_writer:  # failed: kept for the retry
             (rdir / CHECKPOINT_FILE).unlink(missing_ok=True)
         return record.to_dict()
 
@@ -209,6 +215,8 @@ class TrainingRunner:
                 f"Run {spec.run_id} was planned for seq_len={spec.seq_len} but the data "
                 f"windows are {self.data.seq_len} long; re-plan or set train.seq_len."
             )
+        if self.spawn is not None and self.world.size == 1 and self.cfg.devices_per_run > 1:
+            return self.spawn(self, spec, rdir, schedule, tokens_per_step, state)
         seed = run_seed(self.cfg.seed, spec.run_id)
         torch.manual_seed(seed)
         self.data.seed(seed)
@@ -216,7 +224,8 @@ class TrainingRunner:
         model.to(self.device)
         model.train()
         opt = make_optimizer(model, schedule.peak, self.cfg, self.device)
-        fwd = torch.compile(model) if self.cfg.compile else model
+        fwd = self.world.wrap(model, self.device)  # DDP when K > 1
+        fwd = torch.compile(fwd) if use_compile(self.cfg.compile, self.device, spec.flops) else fwd
         ckpt_path = rdir / CHECKPOINT_FILE
         ckpt = rundir.load_checkpoint(ckpt_path)
         if ckpt is not None and ckpt.get("fingerprint") == self._fingerprint(spec):
@@ -228,9 +237,16 @@ class TrainingRunner:
                 torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
             state.update(ckpt["state"])
             state["resumed"] += 1
-        metrics = _open_metrics(rdir / METRICS_FILE, state["step"])
-        return self._loop(spec, model, fwd, opt, schedule, tokens_per_step, state, metrics,
-                          ckpt_path)
+        writer = self.world.is_writer
+        metrics = _open_metrics(rdir / METRICS_FILE, state["step"]) if writer else io.StringIO()
+        self.tracker = RunTracker.open(self.cfg.loggers if writer else [], rdir.parent.parent,
+                                       spec, run_hparams(spec, self.cfg), state["step"],
+                                       state["step"] * tokens_per_step * spec.flops_per_token)
+        try:
+            return self._loop(spec, model, fwd, opt, schedule, tokens_per_step, state, metrics,
+                              ckpt_path)
+        finally:
+            self.tracker.close()
 
     def _record(self, spec: RunSpec, schedule: Schedule, tokens_per_step: float,
                 state: dict[str, Any], status: str, final_loss: float | None, error: str | None,
@@ -275,7 +291,7 @@ class TrainingRunner:
             device=str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                        if self.device.type == "cuda" else ""),
             dtype=self.dtype_label,
-            compile=bool(cfg.compile),
+            compile=use_compile(cfg.compile, self.device, spec.flops),
             threads=torch.get_num_threads(),  # at the end of the run
             thread_switches=self.tuner.switches - switches0 if self.tuner is not None else 0,
             seed=run_seed(cfg.seed, spec.run_id),
@@ -317,7 +333,7 @@ class TrainingRunner:
                         g["lr"] = lr
                     if self.tuner is not None:
                         self.tuner.before_step()
-                    x, y = self.data.train_batch(spec.batch_size)
+                    x, y = self.world.local(self.data.train_batch(spec.batch_size))  # K>1: a slice
                     x, y = _to(x, self.device), _to(y, self.device)
                     with self.autocast():
                         loss = self.loss_fn(_first(fwd(x)), y)
@@ -328,13 +344,13 @@ class TrainingRunner:
                     opt.zero_grad(set_to_none=True)
                     if self.tuner is not None:
                         self.tuner.after_step()
-                    loss_sum += loss.detach().float()
+                    loss_sum += self.world.mean(loss.detach().float())  # the global batch's
                     n_sum += 1
                     done = step + 1
                     state["step"] = done
                     # the first step's loss: the divergence yardstick
                     if state["initial_loss"] is None:
-                        state["initial_loss"] = float(loss.detach())
+                        state["initial_loss"] = float(loss_sum)  # this step's (n_sum == 1)
                         _check_loss(state["initial_loss"], None, cfg.diverge_factor, done)
                     is_eval = done % eval_every == 0 and done < steps
                     if done % log_every == 0 or is_eval or done == steps:
@@ -352,6 +368,7 @@ class TrainingRunner:
                             val_loss=self.evaluate(model, periodic_tokens) if is_eval else None)
                         metrics.write(line.to_json() + "\n")
                         metrics.flush()
+                        self.tracker.log(line)
                         if self.reporter is not None:
                             tps = (done - step0) * tokens_per_step / max(now - t0, 1e-9)
                             eta = (steps - done) * tokens_per_step / max(tps, 1e-9)
@@ -364,21 +381,25 @@ class TrainingRunner:
                         t_last_ckpt = time.monotonic()
                     if self.on_step is not None:
                         self.on_step(done)
-                    if stop.signum is not None:  # Ctrl-C or SIGTERM: keep this step, then stop
+                    if self.world.any(stop.signum is not None, self.device):  # Ctrl-C/SIGTERM
                         if done < steps:
                             self._save(ckpt_path, spec, model, opt, state, t_seg)
                         stop.raise_now()
                 state["train_time_s"] += time.perf_counter() - t_seg
                 final = self.evaluate(model, self.cfg.eval_tokens)
                 _check_loss(final, state["initial_loss"], cfg.diverge_factor, steps)
-                metrics.write(MetricsLine(step=steps, tokens=spec.num_tokens, flops=spec.flops,
-                                          val_loss=final, final=True).to_json() + "\n")
+                last = MetricsLine(step=steps, tokens=spec.num_tokens, flops=spec.flops,
+                                   val_loss=final, final=True)
+                metrics.write(last.to_json() + "\n")
+                self.tracker.log(last)
                 return final
         finally:
             metrics.close()
 
     def _save(self, path: Path, spec: RunSpec, model: nn.Module, opt: torch.optim.Optimizer,
               state: dict[str, Any], t_seg: float) -> None:
+        if not self.world.is_writer:  # rank 0 saves for every rank
+            return
         st = dict(state)
         st["train_time_s"] = state["train_time_s"] + (time.perf_counter() - t_seg)
         st["prior_wall_s"] = state["prior_wall_s"] + (time.perf_counter() - self._t_wall)
