@@ -27,7 +27,6 @@ from flops_fit.loggers import log_fit, log_plots
 from flops_fit.plan_io import check_run_dir, experiment_differences, load_plan, reconcile_plan
 from flops_fit.planner import SweepPlan, plan_sweep
 from flops_fit.reading import class_path, import_model_class
-from flops_fit.report import write_report
 from flops_fit.result import Result
 from flops_fit.rundir import file_lock, read_json, remove_stale_temp_files
 from flops_fit.sweep import train_stage
@@ -155,6 +154,9 @@ def visualize_command(s: Settings, console: Console) -> list:
 
 def draw(run_dir: Path, predict_budget: float | None = None) -> tuple[list, Path]:
     """Plots (PNG + SVG under plots/) and report.html of a fitted run directory."""
+    # matplotlib only for the stages that draw: `analyze` from cron writes nothing into $HOME
+    from flops_fit.report import write_report
+
     lay = Layout(Path(run_dir))
     result = Result.load(run_dir)
     stale = _stale_fit_note(lay, result)
