@@ -120,6 +120,8 @@ class BudgetsConfig:
     tokens_per_param: float = 100.0  # prior for the centre of each budget's sizes
     exponent: float | None = None  # or: N_opt ∝ C^exponent, anchored at the first budget
     min_steps: int = 200  # sizes whose run would have fewer optimizer steps are not planned
+    adaptive: bool = False  # add sizes beyond an edge minimum after the planned runs (adaptive.py)
+    max_added: int = 2  # at most this many added sizes per budget
 
     def checked_values(self) -> list[float]:
         """The budgets, sorted and de-duplicated; one sentence for a bad one."""
@@ -160,6 +162,8 @@ class BudgetsConfig:
         need(self.exponent is None or (math.isfinite(self.exponent) and self.exponent > 0),
               f"budgets.exponent={self.exponent} must be a positive number (or null).")
         need(self.min_steps >= 1, f"budgets.min_steps={self.min_steps} must be at least 1.")
+        need(self.max_added >= 0, f"budgets.max_added={self.max_added} must be a whole number "
+              ">= 0 (sizes added per budget by budgets.adaptive=true).")
 
     def identity(self) -> dict[str, Any]:
         """What a plan depends on (``plan.settings``'s budget keys)."""
@@ -299,6 +303,19 @@ class ValidateConfig:
 
 
 @dataclass
+class EstimateConfig:
+    """``estimate`` in ``conf/base.yaml``: the throughput probe behind the plan's time estimate."""
+
+    probe: bool = True  # time a few real optimizer steps per size (cached in probe.json)
+    probe_steps: int = 3  # timed steps per size, after one untimed warm-up step
+
+    def check(self) -> None:
+        """One sentence for an impossible number of steps."""
+        need(self.probe_steps >= 1, f"estimate.probe_steps={self.probe_steps} must be at "
+              "least 1 (or turn the probe off with estimate.probe=false).")
+
+
+@dataclass
 class AnalysisConfig:
     """Settings of the analyze stage; one field per key of ``conf/analysis/default.yaml``.
 
@@ -420,7 +437,9 @@ class Settings:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
     overwrite: bool = False  # re-plan over existing results (a dated copy of results.json kept)
+    extend: bool = False  # plan: add the adaptive sizes the finished runs call for (adaptive.py)
     model_cls: type[nn.Module] | None = None
     data: Any = None
     loss_fn: Any = None
@@ -429,13 +448,13 @@ class Settings:
     GROUPS: typing.ClassVar[dict[str, type]] = {
         "model": ModelConfig, "dataset": DatasetConfig, "budgets": BudgetsConfig,
         "train": TrainConfig, "analysis": AnalysisConfig, "predict": PredictConfig,
-        "validate": ValidateConfig}
+        "validate": ValidateConfig, "estimate": EstimateConfig}
 
     def check(self) -> Settings:
         """Check every value of every group (before anything is written); returns self."""
         need(str(self.run_dir).strip() not in ("", "."),
               "run_dir is empty; give the folder of the sweep, e.g. run_dir=outputs/first.")
-        for name in ("model", "dataset", "budgets", "train", "predict", "validate"):
+        for name in ("model", "dataset", "budgets", "train", "predict", "validate", "estimate"):
             getattr(self, name).check()
         return self
 
@@ -450,14 +469,14 @@ class Settings:
 
 def settings_from_mapping(c: dict[str, Any]) -> Settings:
     """A plain mapping (the composed, resolved config) -> checked :class:`Settings`."""
-    top = {"run_dir", "overwrite", *Settings.GROUPS}
+    top = {"run_dir", "overwrite", "extend", *Settings.GROUPS}
     unknown = sorted(set(c) - top)
     if unknown:  # a misspelled key added with `+` would otherwise be ignored silently
         raise FlopsFitError(
             f"Unknown config key(s) {', '.join(unknown)}; check the spelling "
             "(`flops-fit <command> --cfg job` prints every key)."
         )
-    unknown = sorted(f"{group}.{key}" for group in ("predict", "validate")
+    unknown = sorted(f"{group}.{key}" for group in ("predict", "validate", "estimate")
                      if isinstance(c.get(group), dict)
                      for key in set(c[group]) - {f.name for f in fields(Settings.GROUPS[group])})
     if unknown:  # keys of conf/base.yaml itself, so named in full
@@ -470,6 +489,9 @@ def settings_from_mapping(c: dict[str, Any]) -> Settings:
           "run_dir is empty; give the folder of the sweep, e.g. run_dir=outputs/first.")
     overwrite = c.get("overwrite", False)
     need(isinstance(overwrite, bool), f"overwrite={overwrite!r} is not true or false.")
+    extend = c.get("extend", False)
+    need(isinstance(extend, bool), f"extend={extend!r} is not true or false.")
     groups = {name: from_mapping(cls, c.get(name) or {}, name)
               for name, cls in Settings.GROUPS.items()}
-    return Settings(run_dir=Path(run_dir), overwrite=overwrite, **groups).check()
+    return Settings(run_dir=Path(run_dir), overwrite=overwrite, extend=extend,
+                    **groups).check()
