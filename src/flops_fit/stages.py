@@ -24,8 +24,8 @@ from flops_fit.contracts import validate_loss_fn
 from flops_fit.data import as_data_source, build_data
 from flops_fit.devices import pick_cuda_device, release_devices, resolve_device
 from flops_fit.errors import FlopsFitError, TrainingFailedError
-from flops_fit.layout import Layout
 from flops_fit.estimate import estimate_lines, probe_plan
+from flops_fit.layout import Layout
 from flops_fit.plan_io import (
     append_runs,
     check_run_dir,
