@@ -63,9 +63,10 @@ def edge_side(runs: list[RunSpec], records: dict[str, dict[str, Any]]) -> str | 
     (opt,), _ = fitting.isoflop_optima(np.full(n.size, done[0].compute_budget), n, d, loss, c)
     if opt.interior:
         return None
-    lo, hi = opt.log_n_range
-    if math.isfinite(opt.optimal_params):
-        return "below" if math.log(opt.optimal_params) <= lo else "above"
+    lo = opt.log_n_range[0]
+    p = opt.optimal_params
+    if not math.isnan(p):  # a vertex far outside may under/overflow to 0 or inf
+        return "below" if p <= 0 or (math.isfinite(p) and math.log(p) <= lo) else "above"
     best = float(n[int(np.argmin(loss))])
     return "below" if best == n.min() else "above" if best == n.max() else None
 
