@@ -207,17 +207,32 @@ class TrainConfig:
     num_shards: int = 1
     force: bool = False  # retrain completed runs
     diverge_factor: float = 3.0  # loss above factor * initial loss = diverged
+    schedule: str = "cosine"  # cosine | wsd (warm-up, constant peak, cooldown; see schedule.py)
+    cooldown_fraction: float = 0.2  # wsd: the last 20% of a run's steps cool down
+    cooldown_shape: str = "1-sqrt"  # wsd: 1-sqrt | linear, down to min_lr_ratio x peak
+    reuse: bool = False  # wsd: runs that differ only in length share one trunk (trunks.py)
 
     #: the fields that change a run's trajectory: part of a plan's identity, and a checkpoint
     #: made under other values is not resumed
     TRAJECTORY: typing.ClassVar[tuple[str, ...]] = (
         "lr", "lr_base", "lr_exponent", "lr_ref_params", "min_lr_ratio", "warmup_fraction",
-        "warmup_min_steps", "weight_decay", "beta1", "beta2", "grad_clip", "seed", "dtype")
+        "warmup_min_steps", "weight_decay", "beta1", "beta2", "grad_clip", "seed", "dtype",
+        "schedule", "cooldown_fraction", "cooldown_shape")
+    #: the TRAJECTORY keys that only matter under ``schedule=wsd``: left out under cosine, so
+    #: cosine plans and run ids stay those of earlier releases
+    WSD_KEYS: typing.ClassVar[tuple[str, ...]] = ("schedule", "cooldown_fraction",
+                                                  "cooldown_shape")
+
+    def trajectory_keys(self) -> tuple[str, ...]:
+        """The :attr:`TRAJECTORY` keys that change a run under this schedule."""
+        if self.schedule == "wsd":
+            return self.TRAJECTORY
+        return tuple(k for k in self.TRAJECTORY if k not in self.WSD_KEYS)
 
     def trajectory(self) -> dict[str, Any]:
-        """The values of :attr:`TRAJECTORY` (plus the batch shape)."""
+        """The values of :meth:`trajectory_keys` (plus the batch shape)."""
         return {"batch_size": self.batch_size, "seq_len": self.seq_len,
-                **{k: getattr(self, k) for k in self.TRAJECTORY}}
+                **{k: getattr(self, k) for k in self.trajectory_keys()}}
 
     def check(self) -> None:
         """One sentence for each impossible setting."""
@@ -265,6 +280,14 @@ class TrainConfig:
             value = getattr(self, key)
             need(value >= 0, f"train.{key}={value} must be a whole number >= 0.")
         need(self.log_every >= 1, f"train.log_every={self.log_every} must be at least 1.")
+        need(self.schedule in ("cosine", "wsd"),
+             f"train.schedule={self.schedule!r} is unknown; use cosine or wsd.")
+        need(self.cooldown_shape in ("1-sqrt", "linear"),
+             f"train.cooldown_shape={self.cooldown_shape!r} is unknown; use 1-sqrt or linear.")
+        need(0 < self.cooldown_fraction < 1, f"train.cooldown_fraction={self.cooldown_fraction} "
+             "must lie in (0, 1), e.g. 0.2 (the last 20% of a run's steps).")
+        need(not self.reuse or self.schedule == "wsd", "train.reuse=true needs "
+             "train.schedule=wsd (a cosine run shares no trunk with a longer one).")
 
 
 @dataclass
