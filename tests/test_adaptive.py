@@ -136,7 +136,9 @@ def test_approach1_under_wsd_uses_endpoints_and_resamples_runs():
     loss = np.array([2.0 + abs(math.log(x / best[b])) for b, x in zip(budgets, n, strict=True)])
     runs = _runs(budgets, n, loss)
     runs.c = budgets * (1 + 0.01 * np.arange(n.size) / n.size)
-    records = [{"run_id": rid, "schedule": "wsd"} for rid in runs.run_ids]
+    records = [{"run_id": rid, "schedule": "wsd"} for rid in runs.run_ids[1:]]
+    records.append({"run_id": "r0", "lr_schedule": "linear warm-up 100 steps, constant peak, "
+                    "1-sqrt cooldown over the last 50 steps to 0.1 x peak"})  # no schedule key
     a1 = approach1_section(runs, AnalysisConfig(bootstrap=100), None, records)
     assert a1.available and a1.loss_field == "final_loss" and a1.points == ENDPOINTS_NOTE
     assert a1.n_levels == 3  # one point per budget: the best endpoint

@@ -32,11 +32,8 @@ from flops_fit.layout import Layout
 from flops_fit.planner import RunSpec, SweepPlan
 from flops_fit.rundir import atomic_write_json, file_lock, read_json
 from flops_fit.trainer import TrainingRunner, _first, _to
+from flops_fit.trunks import sweep_cost
 
-try:  # trunk reuse (train.reuse) lives on the i-wsd branch until it is merged
-    from flops_fit.trunks import sweep_cost
-except ImportError:  # pragma: no cover - removed once trunks.py is merged
-    sweep_cost = None
 
 
 @dataclass
@@ -139,12 +136,10 @@ def eval_tokens_of(spec: RunSpec, cfg: TrainConfig) -> int:
     return cfg.eval_tokens + n_periodic * periodic
 
 
-def compute_figures(plan: SweepPlan, cfg: TrainConfig) -> tuple[float, float | None]:
-    """(FLOPs as separate runs, FLOPs with trunk reuse or None where reuse is unavailable)."""
-    if sweep_cost is not None:
-        separate, reused = sweep_cost(plan, cfg)
-        return float(separate), float(reused)
-    return float(sum(r.flops for r in plan.runs)), None
+def compute_figures(plan: SweepPlan, cfg: TrainConfig) -> tuple[float, float]:
+    """(FLOPs as separate runs, FLOPs with trunk reuse: wsd, one trunk per size)."""
+    separate, reused = sweep_cost(plan, cfg)
+    return float(separate), float(reused)
 
 
 def estimate_seconds(plan: SweepPlan, probes: dict[str, Probe], cfg: TrainConfig,
@@ -171,19 +166,14 @@ def estimate_lines(plan: SweepPlan, cfg: TrainConfig, probes: dict[str, Probe] |
     """The plan's cost in plain sentences: compute both ways, and the time when probed."""
     separate, reused = compute_figures(plan, cfg)
     lines = [f"Compute as separate runs: {separate:.3g} FLOPs"]
-    ratio = 1.0
-    if reused is not None:
-        ratio = reused / separate if separate > 0 else 1.0
-        lines.append(f"Compute with trunk reuse: {reused:.3g} FLOPs ({ratio:.2f}x; "
-                     "train.schedule=wsd train.reuse=true)")
-    else:
-        lines.append("Compute with trunk reuse: not available in this build")
+    ratio = reused / separate if separate > 0 else 1.0
+    lines.append(f"Compute with trunk reuse: {reused:.3g} FLOPs ({ratio:.2f}x; "
+                 "train.schedule=wsd train.reuse=true)")
     if probes is None or device is None:
         lines.append("Estimated time: not probed (estimate.probe=false)")
         return lines
     sep_s = estimate_seconds(plan, probes, cfg, device)
-    text = f"Estimated time on {device}: {_duration(sep_s)} as separate runs"
-    if reused is not None:
-        text += f", {_duration(estimate_seconds(plan, probes, cfg, device, ratio))} with reuse"
+    text = (f"Estimated time on {device}: {_duration(sep_s)} as separate runs, "
+            f"{_duration(estimate_seconds(plan, probes, cfg, device, ratio))} with reuse")
     lines.append(text + " (training and evaluation; measured throughput probe)")
     return lines
