@@ -35,7 +35,6 @@ from flops_fit.trainer import TrainingRunner, _first, _to
 from flops_fit.trunks import sweep_cost
 
 
-
 @dataclass
 class Probe:
     """One size's measured throughput on one device."""
