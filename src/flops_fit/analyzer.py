@@ -39,22 +39,21 @@ from flops_fit.analysis import (
     ScalingAnalysis,
     choose_method,
     isoflop_section,
-    law_record,
     parametric_section,
 )
+from flops_fit.approach1 import approach1_section, off_centre_warnings
 from flops_fit.config import AnalysisConfig
-from flops_fit.errors import FlopsFitError, NotEnoughDataError
+from flops_fit.errors import FlopsFitError, NotEnoughDataError, UnusableFitError
 from flops_fit.layout import (
     HISTORY_FILE,
     LAWS_FILE,
-    METRICS_FILE,
     PLAN_FILE,
     RESULTS_FILE,
 )
 from flops_fit.layout import layout as run_layout
-from flops_fit.records import REQUIRED_FIELDS, read_metrics
+from flops_fit.records import REQUIRED_FIELDS
 from flops_fit.rundir import atomic_write_json, file_lock
-from flops_fit.sections import Approach1Section, IsoflopSection, ParametricSection, plain
+from flops_fit.sections import IsoflopSection, ParametricSection, plain
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -210,59 +209,6 @@ def _read_results(path: Path) -> tuple[Any, str]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Approach 1: the training curves
-# ------------------------------------------------------------------------------------------------
-
-
-def _read_curve(path: Path, n: float, use_6nd: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(flops, train_loss)`` of one metrics.jsonl (lines with a training loss), or None."""
-    rows = [line for line in read_metrics(path) if line.train_loss is not None]
-    if len(rows) < 2:
-        return None
-    f = [6.0 * n * line.tokens if use_6nd else line.flops for line in rows]
-    return np.array(f, dtype=float), np.array([line.train_loss for line in rows], dtype=float)
-
-
-def _approach1_section(runs: _Runs, cfg: AnalysisConfig, run_dir: Path | None
-                       ) -> Approach1Section:
-    if not cfg.approach1:
-        return Approach1Section.from_dict(
-            {"available": False, "message": "Approach 1 is off (analysis.approach1=false)."})
-    curves = []
-    if run_dir is not None:
-        for rid, n in zip(runs.run_ids, runs.n, strict=True):
-            if not rid or "/" in rid or "\\" in rid or rid in (".", ".."):
-                continue
-            path = run_layout(run_dir).runs / rid / METRICS_FILE
-            if path.is_file():
-                got = _read_curve(path, float(n), cfg.flops_convention == "6nd")
-                if got is not None:
-                    curves.append((float(n), got[0], got[1]))
-    if not curves:
-        return Approach1Section.from_dict(
-            {"available": False, "n_curves": 0,
-             "message": "Approach 1 is skipped: no training curves (runs/*/metrics.jsonl)."})
-    env = fitting.fit_envelope(curves)
-    law = law_record(env.law, ci=cfg.ci)
-    if law is not None:
-        z = _normal_quantile(cfg.ci)
-        se = law["exponent_se"]
-        if se is not None:
-            law["exponent_ci"] = [law["exponent"] - z * se, law["exponent"] + z * se]
-            law["ci_note"] = "OLS interval over envelope points; optimistic (points correlate)"
-    return Approach1Section.from_dict(plain(
-        {"available": law is not None, "message": env.message, "n_opt": law,
-         "n_curves": env.n_curves, "n_levels": int(env.levels.size),
-         "loss_field": "train_loss"}))
-
-
-def _normal_quantile(ci: float) -> float:
-    from scipy.stats import norm  # scipy.stats is slow to import; only Approach 1 needs it
-
-    return float(norm.ppf(0.5 + ci / 2))
-
-
-# ------------------------------------------------------------------------------------------------
 # the analyzer
 # ------------------------------------------------------------------------------------------------
 
@@ -332,7 +278,8 @@ class ScalingLawAnalyzer:
         elif par.available and par.degenerate:
             warnings.append("The parametric fit is degenerate (" + "; ".join(
                 par.degenerate_reasons or []) + ").")
-        a1 = _approach1_section(runs, cfg, self.results_path.parent)
+        warnings += off_centre_warnings(runs)
+        a1 = approach1_section(runs, cfg, self.results_path.parent, records)
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         n_key = "num_params" if cfg.params_convention == "total" else "num_params_non_embedding"
         provenance = {
@@ -513,6 +460,16 @@ def run_analysis(run_dir: Path, config: AnalysisConfig, table_budgets: list[floa
     budgets = (table_budgets if table_budgets is not None else config.table_budgets)
     if budgets is None:
         budgets = [p.target_compute for p in analysis.predictions]
-    printing.print_analysis(console, analyzer.results_path, analyzer.output_path, analysis,
-                            budgets)
+    try:
+        printing.print_analysis(console, analyzer.results_path, analyzer.output_path, analysis,
+                                budgets)
+    except UnusableFitError as exc:
+        pending = sum(n for status, n in analysis.provenance.get("runs", {})
+                      .get("status_counts", {}).items() if status == "pending")
+        if pending:  # a sweep still running: cron waits for more runs, as with too few
+            raise NotEnoughDataError(
+                f"The fit of the finished runs is not usable yet ({pending} run(s) still "
+                "pending); wait for more runs to finish and analyze again."
+            ) from exc
+        raise
     return analysis

@@ -120,6 +120,8 @@ class BudgetsConfig:
     tokens_per_param: float = 100.0  # prior for the centre of each budget's sizes
     exponent: float | None = None  # or: N_opt ∝ C^exponent, anchored at the first budget
     min_steps: int = 200  # sizes whose run would have fewer optimizer steps are not planned
+    adaptive: bool = False  # add sizes beyond an edge minimum after the planned runs (adaptive.py)
+    max_added: int = 2  # at most this many added sizes per budget
 
     def checked_values(self) -> list[float]:
         """The budgets, sorted and de-duplicated; one sentence for a bad one."""
@@ -160,6 +162,8 @@ class BudgetsConfig:
         need(self.exponent is None or (math.isfinite(self.exponent) and self.exponent > 0),
               f"budgets.exponent={self.exponent} must be a positive number (or null).")
         need(self.min_steps >= 1, f"budgets.min_steps={self.min_steps} must be at least 1.")
+        need(self.max_added >= 0, f"budgets.max_added={self.max_added} must be a whole number "
+              ">= 0 (sizes added per budget by budgets.adaptive=true).")
 
     def identity(self) -> dict[str, Any]:
         """What a plan depends on (``plan.settings``'s budget keys)."""
@@ -205,17 +209,32 @@ class TrainConfig:
     diverge_factor: float = 3.0  # loss above factor * initial loss = diverged
     loggers: list[str] = field(default_factory=list)  # tensorboard | wandb | mlflow (loggers.py)
     devices_per_run: int = 1  # K > 1: each run data-parallel on K devices (distributed.py)
+    schedule: str = "cosine"  # cosine | wsd (warm-up, constant peak, cooldown; see schedule.py)
+    cooldown_fraction: float = 0.2  # wsd: the last 20% of a run's steps cool down
+    cooldown_shape: str = "1-sqrt"  # wsd: 1-sqrt | linear, down to min_lr_ratio x peak
+    reuse: bool = False  # wsd: runs that differ only in length share one trunk (trunks.py)
 
     #: the fields that change a run's trajectory: part of a plan's identity, and a checkpoint
     #: made under other values is not resumed
     TRAJECTORY: typing.ClassVar[tuple[str, ...]] = (
         "lr", "lr_base", "lr_exponent", "lr_ref_params", "min_lr_ratio", "warmup_fraction",
-        "warmup_min_steps", "weight_decay", "beta1", "beta2", "grad_clip", "seed", "dtype")
+        "warmup_min_steps", "weight_decay", "beta1", "beta2", "grad_clip", "seed", "dtype",
+        "schedule", "cooldown_fraction", "cooldown_shape")
+    #: the TRAJECTORY keys that only matter under ``schedule=wsd``: left out under cosine, so
+    #: cosine plans and run ids stay those of earlier releases
+    WSD_KEYS: typing.ClassVar[tuple[str, ...]] = ("schedule", "cooldown_fraction",
+                                                  "cooldown_shape")
+
+    def trajectory_keys(self) -> tuple[str, ...]:
+        """The :attr:`TRAJECTORY` keys that change a run under this schedule."""
+        if self.schedule == "wsd":
+            return self.TRAJECTORY
+        return tuple(k for k in self.TRAJECTORY if k not in self.WSD_KEYS)
 
     def trajectory(self) -> dict[str, Any]:
-        """The values of :attr:`TRAJECTORY` (plus the batch shape)."""
+        """The values of :meth:`trajectory_keys` (plus the batch shape)."""
         return {"batch_size": self.batch_size, "seq_len": self.seq_len,
-                **{k: getattr(self, k) for k in self.TRAJECTORY}}
+                **{k: getattr(self, k) for k in self.trajectory_keys()}}
 
     def check(self) -> None:
         """One sentence for each impossible setting."""
@@ -271,6 +290,14 @@ class TrainConfig:
         need(self.devices_per_run >= 1 and self.batch_size % self.devices_per_run == 0,
               f"train.devices_per_run={self.devices_per_run} must be >= 1 and divide "
               f"train.batch_size={self.batch_size} (each device takes an equal slice).")
+        need(self.schedule in ("cosine", "wsd"),
+             f"train.schedule={self.schedule!r} is unknown; use cosine or wsd.")
+        need(self.cooldown_shape in ("1-sqrt", "linear"),
+             f"train.cooldown_shape={self.cooldown_shape!r} is unknown; use 1-sqrt or linear.")
+        need(0 < self.cooldown_fraction < 1, f"train.cooldown_fraction={self.cooldown_fraction} "
+             "must lie in (0, 1), e.g. 0.2 (the last 20% of a run's steps).")
+        need(not self.reuse or self.schedule == "wsd", "train.reuse=true needs "
+             "train.schedule=wsd (a cosine run shares no trunk with a longer one).")
 
 
 @dataclass
@@ -306,6 +333,19 @@ class ValidateConfig:
     def budget_for(self, largest: float) -> float:
         """The held-out budget, given the sweep's largest budget."""
         return float(self.budget) if self.budget is not None else VALIDATE_MULTIPLE * largest
+
+
+@dataclass
+class EstimateConfig:
+    """``estimate`` in ``conf/base.yaml``: the throughput probe behind the plan's time estimate."""
+
+    probe: bool = True  # time a few real optimizer steps per size (cached in probe.json)
+    probe_steps: int = 3  # timed steps per size, after one untimed warm-up step
+
+    def check(self) -> None:
+        """One sentence for an impossible number of steps."""
+        need(self.probe_steps >= 1, f"estimate.probe_steps={self.probe_steps} must be at "
+              "least 1 (or turn the probe off with estimate.probe=false).")
 
 
 @dataclass
@@ -430,7 +470,9 @@ class Settings:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
     overwrite: bool = False  # re-plan over existing results (a dated copy of results.json kept)
+    extend: bool = False  # plan: add the adaptive sizes the finished runs call for (adaptive.py)
     model_cls: type[nn.Module] | None = None
     data: Any = None
     loss_fn: Any = None
@@ -439,13 +481,13 @@ class Settings:
     GROUPS: typing.ClassVar[dict[str, type]] = {
         "model": ModelConfig, "dataset": DatasetConfig, "budgets": BudgetsConfig,
         "train": TrainConfig, "analysis": AnalysisConfig, "predict": PredictConfig,
-        "validate": ValidateConfig}
+        "validate": ValidateConfig, "estimate": EstimateConfig}
 
     def check(self) -> Settings:
         """Check every value of every group (before anything is written); returns self."""
         need(str(self.run_dir).strip() not in ("", "."),
               "run_dir is empty; give the folder of the sweep, e.g. run_dir=outputs/first.")
-        for name in ("model", "dataset", "budgets", "train", "predict", "validate"):
+        for name in ("model", "dataset", "budgets", "train", "predict", "validate", "estimate"):
             getattr(self, name).check()
         return self
 
@@ -460,14 +502,14 @@ class Settings:
 
 def settings_from_mapping(c: dict[str, Any]) -> Settings:
     """A plain mapping (the composed, resolved config) -> checked :class:`Settings`."""
-    top = {"run_dir", "overwrite", *Settings.GROUPS}
+    top = {"run_dir", "overwrite", "extend", *Settings.GROUPS}
     unknown = sorted(set(c) - top)
     if unknown:  # a misspelled key added with `+` would otherwise be ignored silently
         raise FlopsFitError(
             f"Unknown config key(s) {', '.join(unknown)}; check the spelling "
             "(`flops-fit <command> --cfg job` prints every key)."
         )
-    unknown = sorted(f"{group}.{key}" for group in ("predict", "validate")
+    unknown = sorted(f"{group}.{key}" for group in ("predict", "validate", "estimate")
                      if isinstance(c.get(group), dict)
                      for key in set(c[group]) - {f.name for f in fields(Settings.GROUPS[group])})
     if unknown:  # keys of conf/base.yaml itself, so named in full
@@ -480,6 +522,9 @@ def settings_from_mapping(c: dict[str, Any]) -> Settings:
           "run_dir is empty; give the folder of the sweep, e.g. run_dir=outputs/first.")
     overwrite = c.get("overwrite", False)
     need(isinstance(overwrite, bool), f"overwrite={overwrite!r} is not true or false.")
+    extend = c.get("extend", False)
+    need(isinstance(extend, bool), f"extend={extend!r} is not true or false.")
     groups = {name: from_mapping(cls, c.get(name) or {}, name)
               for name, cls in Settings.GROUPS.items()}
-    return Settings(run_dir=Path(run_dir), overwrite=overwrite, **groups).check()
+    return Settings(run_dir=Path(run_dir), overwrite=overwrite, extend=extend,
+                    **groups).check()

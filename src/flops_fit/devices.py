@@ -233,16 +233,6 @@ def gpu_hours(flops: float, devices: int = 1, gpu: str = ESTIMATE_GPU,
     return flops / (peak * mfu * max(devices, 1)) / 3600.0
 
 
-def plan_estimate(runs: list, devices: int = 1) -> str:
-    """One line under the plan table: total FLOPs and hours on one GPU (an estimate)."""
-    total = sum(r.flops for r in runs)
-    biggest = max((r.num_params for r in runs), default=0)
-    return (f"{len(runs)} runs, {total:.3g} FLOPs in all (largest model {biggest / 1e6:.3g}M "
-            f"parameters): about {gpu_hours(total, devices):.3g} hours on {devices} "
-            f"{ESTIMATE_GPU} at {ESTIMATE_MFU:.0%} MFU (an estimate from FLOPs; CPU runs are "
-            "far slower).")
-
-
 def claim_devices(k: int, lock_dir: str | Path | None = None, wait_s: float = 3600.0
                   ) -> list[int]:
     """Claim ``k`` free GPUs of this machine from the pool (all or none; freed on exit/kill)."""

@@ -3,6 +3,7 @@
 ::
 
     plan.json                      SweepPlan (planner.py)
+    probe.json                     the plan's measured throughput per size (estimate.py)
     results.json                   every run's record, rebuilt from runs/ (rundir.py)
     runs/<run_id>/result.json      one run's RunRecord (records.py), written once
     runs/<run_id>/metrics.jsonl    its training curve, one MetricsLine per line
@@ -28,6 +29,7 @@ from pathlib import Path
 from flops_fit.errors import FlopsFitError
 
 PLAN_FILE = "plan.json"
+PROBE_FILE = "probe.json"
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
@@ -66,6 +68,10 @@ class Layout:
     @property
     def plan(self) -> Path:
         return self.root / PLAN_FILE
+
+    @property
+    def probe(self) -> Path:
+        return self.root / PROBE_FILE
 
     @property
     def results(self) -> Path:

@@ -4,6 +4,8 @@
 The rule, for plan, train, find-optimal, validate and the Python API alike:
 
 * no plan.json, or the same plan: go on (the plan on disk is kept as it is);
+* runs that ``budgets.adaptive`` appended (``added: true``) do not count: a plan extended by
+  them is still the same experiment (:func:`plan_differences`), and is kept as it is;
 * a different plan and no results yet: re-plan;
 * a different plan and results: refuse in one sentence that names the difference;
   ``overwrite=true`` re-plans (runs/ stays; results.json is kept as a dated copy);
@@ -24,8 +26,8 @@ from rich.markup import escape
 
 from flops_fit.errors import FlopsFitError
 from flops_fit.layout import Layout, check_run_id
-from flops_fit.planner import SweepPlan
-from flops_fit.rundir import atomic_write_json, read_json
+from flops_fit.planner import RunSpec, SweepPlan
+from flops_fit.rundir import atomic_write_json, file_lock, read_json
 
 
 def check_run_dir(run_dir: str | Path, create: bool = True) -> Path:
@@ -124,9 +126,31 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 def plan_differences(old: SweepPlan, new: SweepPlan) -> list[str]:
     """What differs between two plans' identities (model, data, budgets, train settings)."""
     diff = _differences(old.identity(), new.identity())
-    if not diff and [r.run_id for r in old.runs] != [r.run_id for r in new.runs]:
+    if not diff and _planned_ids(old) != _planned_ids(new):
         diff = ["the planned runs"]
     return diff
+
+
+def _planned_ids(plan: SweepPlan) -> list[str]:
+    """The ids a plan's identity compares: runs added by ``budgets.adaptive`` extend the same
+    experiment (they follow from its results), so they are left out."""
+    return [r.run_id for r in plan.planned_runs]
+
+
+def append_runs(run_dir: str | Path, added: list[RunSpec]) -> SweepPlan:
+    """Append ``added`` (runs of ``budgets.adaptive``) to ``run_dir/plan.json``; the new plan.
+
+    Under the plan's lock; runs already in the plan are not added twice.
+    """
+    lay = Layout(Path(run_dir))
+    with file_lock(lay.plan):
+        plan = load_plan(run_dir)
+        have = {r.run_id for r in plan.runs}
+        new = [r for r in added if r.run_id not in have]
+        if new:
+            plan.runs.extend(new)
+            atomic_write_json(lay.plan, plan.to_dict())
+    return plan
 
 
 def experiment_differences(old: SweepPlan, new: SweepPlan) -> list[str]:

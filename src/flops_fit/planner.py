@@ -46,6 +46,10 @@ BUDGET_KEYS = ("compute_budgets", "sizes_per_budget", "span", "tokens_per_param"
                "min_steps")
 
 
+#: RunSpec keys a plan.json run may leave out (older plans have none of them)
+OPTIONAL_RUN_KEYS = ("model_kwargs", "added", "added_reason")
+
+
 @dataclass
 class RunSpec:
     """One planned training run. FLOPs are training FLOPs (forward + backward)."""
@@ -65,6 +69,8 @@ class RunSpec:
     flops_6nd: float  # 6 * N * D
     tokens_per_param: float
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # full kwargs, size included
+    added: bool = False  # added after training by budgets.adaptive (adaptive.py), not planned
+    added_reason: str = ""  # why it was added (the edge minimum it brackets)
 
 
 @dataclass
@@ -75,6 +81,11 @@ class SweepPlan:
     model: dict[str, Any]  # {_target_, size_param, kwargs}
     settings: dict[str, Any]  # budgets and train settings the plan depends on
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def planned_runs(self) -> list[RunSpec]:
+        """The runs planned up front (without those ``budgets.adaptive`` added later)."""
+        return [r for r in self.runs if not r.added]
 
     @property
     def compute_budgets(self) -> list[float]:
@@ -138,7 +149,7 @@ class SweepPlan:
         for i, r in enumerate(raw):
             if not isinstance(r, dict):
                 raise bad(f"run #{i} is not an object")
-            missing = sorted(k for k in hints if k not in r and k != "model_kwargs")
+            missing = sorted(k for k in hints if k not in r and k not in OPTIONAL_RUN_KEYS)
             unknown = sorted(set(r) - set(hints))
             if missing or unknown:
                 raise bad(f"run #{i} has {'no ' + ', '.join(missing) if missing else ''}"

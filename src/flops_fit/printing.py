@@ -109,6 +109,8 @@ def describe(analysis: ScalingAnalysis) -> str:
         law = a1.n_opt
         lines.append(f"Approach 1 (envelope of {a1.n_curves} training curves): "
                      f"N_opt ~ C^{law.exponent:.3f}{_iv(law.exponent_ci, '.3f')}")
+        if a1.points:
+            lines.append(f"  points used: {a1.points}")
     elif a1.message:
         lines.append(a1.message)
     lines.append(f"Predictions use: {analysis.method or 'nothing (no fit)'}")

@@ -125,6 +125,8 @@ def laws_section(data: dict[str, Any]) -> str:
                                 "curves": a1.get("n_curves")}]))
             if law.get("ci_note"):
                 out.append(f"<p>{esc(law['ci_note'])}</p>")
+            if a1.get("points"):
+                out.append(f"<p>Points used: {esc(a1['points'])}</p>")
         else:
             out.append(f"<p><em>{esc(a1.get('message') or 'not available')}</em></p>")
     warns = [w for w in data.get("warnings") or [] if w != data.get("method_note")]

@@ -2,9 +2,14 @@
 
 * **Peak LR.** ``lr_base * (lr_ref_params / N_non_embedding) ** lr_exponent``
   (:func:`lr_for_size`); ``train.lr`` overrides the rule.
-* **Schedule.** Linear warm-up over :func:`warmup_steps` steps, then cosine decay to
-  ``min_lr_ratio`` × peak, reached at the run's own last step (:func:`lr_at`).
-  :class:`Schedule` holds one run's schedule; the trainer asks it for ``lr(step)``.
+* **Schedule.** ``train.schedule=cosine`` (default): linear warm-up over :func:`warmup_steps`
+  steps, then cosine decay to ``min_lr_ratio`` × peak, reached at the run's own last step
+  (:func:`lr_at`). ``train.schedule=wsd`` (warm-up, stable, decay; Hägele et al. 2024): linear
+  warm-up over ``warmup_min_steps`` steps (the same for every length, so runs of one size share
+  a trunk), constant peak LR, then a cooldown over the last :func:`cooldown_steps` steps
+  (``cooldown_shape`` 1-sqrt or linear) to ``min_lr_ratio`` × peak at the last step
+  (:func:`wsd_lr_at`). :class:`Schedule` holds one run's schedule; the trainer asks it for
+  ``lr(step)``.
 * **Optimizer.** AdamW (:func:`make_optimizer`), weight decay (default 0) on 2-D weights only.
 
 Changing any of these changes every run's trajectory; the trainer's checkpoint fingerprint
@@ -20,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from flops_fit.config import TrainConfig
+from flops_fit.errors import FlopsFitError
 
 
 def lr_for_size(num_params_non_embedding: int, cfg: TrainConfig) -> float:
@@ -52,7 +58,8 @@ def _cosine(step: int, steps: int, warmup: int, peak: float, min_ratio: float) -
     """Linear warm-up over ``warmup`` steps, then cosine from ``peak`` to ``min_ratio * peak``."""
     if step < warmup:
         return peak * (step + 1) / (warmup + 1)
-    progress = (step - warmup) / max(1, steps - 1 - warmup)  # 0 -> 1
+    span = steps - 1 - warmup  # a run whose warm-up reaches its last step still ends at min
+    progress = 1.0 if span <= 0 else min(1.0, (step - warmup) / span)  # 0 -> 1
     return peak * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
@@ -67,13 +74,45 @@ def lr_at(step: int, steps: int, peak: float, warmup_fraction: float, min_ratio:
     return _cosine(step, steps, warmup, peak, min_ratio)
 
 
+def cooldown_steps(steps: int, cooldown_fraction: float) -> int:
+    """The cooldown length of a ``steps``-step wsd run: the fraction, at least one step."""
+    return min(steps, max(1, round(cooldown_fraction * steps)))
+
+
+def branch_step(steps: int, cfg: TrainConfig) -> int:
+    """The step where a ``steps``-step wsd run leaves the constant LR (its cooldown starts).
+
+    Steps ``0 .. branch_step - 1`` of every wsd run of one size are the same (warm-up, then the
+    peak LR): the trunk that :mod:`flops_fit.trunks` shares between runs of different length.
+    """
+    return steps - cooldown_steps(steps, cfg.cooldown_fraction)
+
+
+def wsd_lr_at(step: int, steps: int, peak: float, warmup: int, cooldown: int, min_ratio: float,
+              shape: str = "1-sqrt") -> float:
+    """LR for 0-based ``step`` of a ``steps``-step wsd run.
+
+    Linear warm-up over ``warmup`` steps, ``peak`` until the cooldown's ``cooldown`` last steps,
+    which fall to ``min_ratio * peak`` at the last step: with ``p = (step - start + 1) /
+    cooldown`` in (0, 1], the LR is ``min + (peak - min) * (1 - sqrt(p))`` (shape ``1-sqrt``,
+    Hägele et al.'s best) or ``... * (1 - p)`` (``linear``).
+    """
+    start = steps - cooldown
+    if step < min(warmup, start):
+        return peak * (step + 1) / (warmup + 1)
+    if step < start:
+        return peak
+    p = min(1.0, (step - start + 1) / max(1, cooldown))  # (0, 1]
+    fall = 1.0 - (math.sqrt(p) if shape == "1-sqrt" else p)
+    return peak * (min_ratio + (1.0 - min_ratio) * fall)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """One run's learning-rate schedule: ``lr(step)`` for its 0-based steps.
 
-    Built by :meth:`for_run` from the train settings, the run's length and its peak LR. Today
-    the only kind is the cosine of :func:`lr_at`; another kind is another branch of ``lr`` and
-    ``describe``, chosen from the settings in ``for_run``.
+    Built by :meth:`for_run` from the train settings, the run's length and its peak LR: the
+    cosine of :func:`lr_at` or, under ``train.schedule=wsd``, :func:`wsd_lr_at`.
     """
 
     steps: int
@@ -82,23 +121,58 @@ class Schedule:
     min_ratio: float
     warmup_fraction: float  # kept for describe()
     warmup_min_steps: int
+    kind: str = "cosine"  # cosine | wsd
+    cooldown: int = 0  # wsd: the cooldown's steps (the last ones)
+    shape: str = "1-sqrt"  # wsd: the cooldown's shape
 
     @classmethod
     def for_run(cls, cfg: TrainConfig, steps: int, peak: float) -> Schedule:
-        """The schedule of a ``steps``-step run with peak LR ``peak`` under ``cfg``."""
+        """The schedule of a ``steps``-step run with peak LR ``peak`` under ``cfg``.
+
+        Under wsd a run too short for its warm-up plus cooldown is refused (FlopsFitError).
+        """
+        if cfg.schedule == "wsd":
+            check_wsd_length(steps, cfg)
+            return cls(steps=steps, peak=peak, warmup=cfg.warmup_min_steps,
+                       min_ratio=cfg.min_lr_ratio, warmup_fraction=cfg.warmup_fraction,
+                       warmup_min_steps=cfg.warmup_min_steps, kind="wsd",
+                       cooldown=cooldown_steps(steps, cfg.cooldown_fraction),
+                       shape=cfg.cooldown_shape)
         return cls(steps=steps, peak=peak,
                    warmup=warmup_steps(steps, cfg.warmup_fraction, cfg.warmup_min_steps),
                    min_ratio=cfg.min_lr_ratio, warmup_fraction=cfg.warmup_fraction,
                    warmup_min_steps=cfg.warmup_min_steps)
 
+    @property
+    def branch(self) -> int:
+        """wsd: the first cooldown step (every earlier step is shared with longer runs)."""
+        return self.steps - self.cooldown if self.kind == "wsd" else 0
+
     def lr(self, step: int) -> float:
-        """The learning rate of 0-based ``step`` (the same number as :func:`lr_at`)."""
+        """The learning rate of 0-based ``step`` (:func:`lr_at` or :func:`wsd_lr_at`)."""
+        if self.kind == "wsd":
+            return wsd_lr_at(step, self.steps, self.peak, self.warmup, self.cooldown,
+                             self.min_ratio, self.shape)
         return _cosine(step, self.steps, self.warmup, self.peak, self.min_ratio)
 
     def describe(self) -> str:
         """The ``lr_schedule`` sentence of a run record."""
+        if self.kind == "wsd":
+            return (f"linear warm-up {self.warmup} steps, constant peak, {self.shape} cooldown "
+                    f"over the last {self.cooldown} steps to {self.min_ratio:g} x peak")
         return (f"linear warm-up {self.warmup_fraction:g} (at least {self.warmup_min_steps} "
                 f"steps, at most half), cosine to {self.min_ratio:g} x peak at the last step")
+
+
+def check_wsd_length(steps: int, cfg: TrainConfig, what: str = "A run") -> None:
+    """Refuse (one sentence) a wsd run whose warm-up and cooldown do not fit in its steps."""
+    cool = cooldown_steps(steps, cfg.cooldown_fraction)
+    if steps - cool < cfg.warmup_min_steps:
+        raise FlopsFitError(
+            f"{what} of {steps} steps is too short for train.schedule=wsd: its warm-up "
+            f"(train.warmup_min_steps={cfg.warmup_min_steps}) and cooldown ({cool} steps) need "
+            f"{cfg.warmup_min_steps + cool}; lower train.warmup_min_steps or raise "
+            "budgets.min_steps.")
 
 
 def make_optimizer(model: nn.Module, lr: float, cfg: TrainConfig,

@@ -349,5 +349,6 @@ class Approach1Section(Section):
     n_curves: int | None = None
     n_levels: int | None = None
     loss_field: str | None = None
+    points: str | None = None  # which points the envelope used (and why, under cosine: bias)
     extra: dict[str, Any] = _extra()
     _keys: tuple[str, ...] | None = _keys()

@@ -8,6 +8,7 @@ stage can be re-run alone, from any working directory, at any time.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import warnings
 from pathlib import Path
@@ -16,19 +17,27 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from flops_fit.adaptive import extend_plan
 from flops_fit.analyzer import run_analysis
 from flops_fit.config import PredictConfig, Settings
 from flops_fit.contracts import validate_loss_fn
 from flops_fit.data import as_data_source, build_data
-from flops_fit.devices import pick_cuda_device, plan_estimate, release_devices
+from flops_fit.devices import pick_cuda_device, release_devices, resolve_device
 from flops_fit.errors import FlopsFitError, TrainingFailedError
+from flops_fit.estimate import estimate_lines, probe_plan
 from flops_fit.layout import Layout
 from flops_fit.loggers import log_fit, log_plots
-from flops_fit.plan_io import check_run_dir, experiment_differences, load_plan, reconcile_plan
+from flops_fit.plan_io import (
+    append_runs,
+    check_run_dir,
+    experiment_differences,
+    load_plan,
+    reconcile_plan,
+)
 from flops_fit.planner import SweepPlan, plan_sweep
 from flops_fit.reading import class_path, import_model_class
 from flops_fit.result import Result
-from flops_fit.rundir import file_lock, read_json, remove_stale_temp_files
+from flops_fit.rundir import file_lock, load_run_results, read_json, remove_stale_temp_files
 from flops_fit.sweep import train_stage
 from flops_fit.validate import validate_stage
 
@@ -45,14 +54,20 @@ def _data_source(s: Settings, seq_len: int, batch_size: int) -> Any:
     return build_data(s.dataset, seq_len, batch_size)
 
 
-def make_plan(s: Settings) -> SweepPlan:
-    """Plan the sweep the settings describe (nothing is written)."""
-    model_cls = s.resolved_model_cls()
+def _example(s: Settings) -> tuple[int, Any]:
+    """The sample length and example input of the settings' data (None: token windows)."""
     seq_len, example = s.train.seq_len, None
     if s.data is not None:  # the user's data fixes the sample shape
         example = as_data_source(s.data).example_input()
         is_tokens = example.dim() > 1 and not example.dtype.is_floating_point
         seq_len = int(example.shape[1]) if is_tokens else 1
+    return seq_len, example
+
+
+def make_plan(s: Settings) -> SweepPlan:
+    """Plan the sweep the settings describe (nothing is written)."""
+    model_cls = s.resolved_model_cls()
+    seq_len, example = _example(s)
     context = {"dataset": _data_identity(s), "train": {**s.train.trajectory(),
                                                        "seq_len": seq_len}}
     with warnings.catch_warnings(record=True):  # the notes are in plan.warnings
@@ -82,14 +97,63 @@ def plan_or_reconcile(s: Settings, console: Console, show: bool = False) -> Swee
         for note in plan.warnings:
             console.print(f"[yellow]warning:[/] {escape(note)}")
         console.print(plan.table(show_ids=console.width >= 110))
-        console.print(plan_estimate(plan.runs), highlight=False)
         console.print(f"Wrote {escape(str(Layout(run_dir).plan))}")
     return plan
 
 
 def plan_stage(s: Settings, console: Console | None = None) -> SweepPlan:
-    """Plan and write ``plan.json`` atomically; refuse to orphan existing results."""
-    return plan_or_reconcile(s, console or Console(highlight=False), show=True)
+    """Plan and write ``plan.json`` atomically; refuse to orphan existing results.
+
+    ``extend=true`` first appends the sizes ``budgets.adaptive`` calls for (after sharded
+    training); then the plan's compute and estimated time are printed (estimate.py).
+    """
+    console = console or Console(highlight=False)
+    plan = plan_or_reconcile(s, console, show=not s.extend)
+    if s.extend:
+        plan = extend_stage(s, plan, console, explicit=True)
+        console.print(plan.table(show_ids=console.width >= 110))
+    print_estimate(s, plan, console)
+    return plan
+
+
+def print_estimate(s: Settings, plan: SweepPlan, console: Console) -> None:
+    """The plan's compute (separate runs, with reuse) and estimated time (estimate.py)."""
+    probes = device = None
+    if s.estimate.probe:
+        train = copy.copy(s.train)
+        if s.data is not None:
+            train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
+        device = resolve_device(train.device)
+        data = _data_source(s, train.seq_len, train.batch_size)
+        probes = probe_plan(check_run_dir(s.run_dir), plan, _model_cls_of(plan, s), data,
+                            train, s.estimate, console)
+    for line in estimate_lines(plan, s.train, probes, device):
+        console.print(escape(line), highlight=False)
+
+
+def extend_stage(s: Settings, plan: SweepPlan, console: Console,
+                 explicit: bool = False) -> SweepPlan:
+    """Append the runs ``budgets.adaptive`` calls for to plan.json (see adaptive.py).
+
+    ``explicit`` (``plan extend=true``) extends even when ``budgets.adaptive`` is off.
+    """
+    if not (s.budgets.adaptive or explicit):
+        return plan
+    run_dir = check_run_dir(s.run_dir)
+    ext = extend_plan(plan, load_run_results(run_dir), _model_cls_of(plan, s),
+                      s.candidate_sizes(), max_added=s.budgets.max_added,
+                      min_steps=s.budgets.min_steps, example_input=_example(s)[1])
+    for note in ext.notes:
+        console.print(f"adaptive: {escape(note)}", highlight=False)
+    if ext.waiting and explicit:
+        console.print(f"adaptive: {ext.waiting} budget(s) still have runs to train; extend "
+                      "again after they finish.", highlight=False)
+    if not ext.added:
+        return plan
+    plan = append_runs(run_dir, ext.added)
+    console.print(f"adaptive: added {len(ext.added)} run(s) to "
+                  f"{escape(str(Layout(run_dir).plan))}", highlight=False)
+    return plan
 
 
 def _model_cls_of(plan: SweepPlan, s: Settings) -> type:
@@ -109,11 +173,21 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     data = _data_source(s, train.seq_len, train.batch_size)
     if s.loss_fn is not None:
         validate_loss_fn(s.loss_fn)
+    plan = extend_stage(s, plan, console)  # results of an earlier (sharded) train call
     # one free GPU per job (devices_per_run of them for a multi-device run), before CUDA starts
     train.device = pick_cuda_device(train.device, k=train.devices_per_run)
     try:
         records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
                               loss_fn=s.loss_fn, console=console)
+        # one process: train -> extend -> train the added runs, until nothing is added
+        # (bounded by budgets.max_added per budget); shards extend at the next train
+        while s.budgets.adaptive and train.num_shards == 1:
+            before = len(plan.runs)
+            plan = extend_stage(s, plan, console)
+            if len(plan.runs) == before:
+                break
+            records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
+                                  loss_fn=s.loss_fn, console=console)
     finally:
         release_devices()  # a reused launcher worker must not keep this job's GPU
     _check_failures(records, console)

@@ -38,7 +38,7 @@ from flops_fit.fitting.common import (
     percentile_interval,
     serial_blas,
 )
-from flops_fit.fitting.envelope import EnvelopeFit, fit_envelope
+from flops_fit.fitting.envelope import EnvelopeFit, fit_endpoint_envelope, fit_envelope
 from flops_fit.fitting.isoflop import (
     BudgetOptimum,
     IsoFlopBootstrap,
@@ -66,6 +66,7 @@ __all__ = [
     "ParametricFit",
     "PowerLaw",
     "bootstrap_parametric",
+    "fit_endpoint_envelope",
     "fit_envelope",
     "fit_isoflop",
     "fit_parametric",

@@ -85,3 +85,52 @@ def fit_envelope(
         return EnvelopeFit(None, levels_a, winners_a, len(prepared),
                            "Approach 1 found fewer than two model sizes on the loss envelope.")
     return EnvelopeFit(fit_power_law(levels_a, winners_a), levels_a, winners_a, len(prepared))
+
+
+# --------------------------------------------------------------------------------------------
+# Approach 1 from run endpoints (wsd: each run's cooldown end), interval by resampling runs
+# --------------------------------------------------------------------------------------------
+
+
+def endpoint_winners(budget: np.ndarray, c: np.ndarray, n: np.ndarray, loss: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The envelope of run endpoints: per budget, the ``(C, N)`` of the run with lowest loss.
+
+    All arrays have shape ``(runs,)``; one point per run (its final loss at its own C).
+    """
+    levels, winners = [], []
+    for key in np.unique(budget):
+        m = np.flatnonzero(budget == key)
+        best = m[int(np.argmin(loss[m]))]
+        levels.append(float(c[best]))
+        winners.append(float(n[best]))
+    return np.array(levels), np.array(winners)
+
+
+def fit_endpoint_envelope(budget: np.ndarray, c: np.ndarray, n: np.ndarray, loss: np.ndarray,
+                          *, n_resamples: int = 200, ci: float = 0.95, seed: int = 0
+                          ) -> tuple[EnvelopeFit, tuple[float, float] | None]:
+    """Approach 1 on run endpoints, and a ``ci`` interval of its exponent from resampling runs.
+
+    Each resample draws the runs with replacement (shape ``(runs,)``), takes each budget's
+    best run and refits ``N_opt = k * C**a``; resamples with fewer than two distinct winners are
+    skipped. The interval is None when fewer than half of the resamples give a law.
+    """
+    budget, c, n, loss = (np.asarray(v, dtype=float) for v in (budget, c, n, loss))
+    levels, winners = endpoint_winners(budget, c, n, loss)
+    if np.unique(winners).size < 2:
+        return EnvelopeFit(None, levels, winners, int(n.size),
+                           "Approach 1 found fewer than two model sizes winning a budget."), None
+    fit = EnvelopeFit(fit_power_law(levels, winners), levels, winners, int(n.size))
+    rng = np.random.default_rng(seed)
+    exps = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, n.size, n.size)
+        lv, wn = endpoint_winners(budget[idx], c[idx], n[idx], loss[idx])
+        if np.unique(wn).size >= 2:
+            exps.append(fit_power_law(lv, wn).exponent)
+    if n_resamples == 0 or len(exps) < n_resamples / 2:
+        return fit, None
+    tail = 100.0 * (1.0 - ci) / 2.0
+    lo, hi = np.percentile(exps, [tail, 100.0 - tail])
+    return fit, (float(lo), float(hi))
