@@ -45,15 +45,17 @@ def check_run_dir(run_dir: str | Path, create: bool = True) -> Path:
         if (run_dir / name).exists() and not (run_dir / name).is_dir():
             raise FlopsFitError(f"{run_dir / name} is a file, but flops-fit keeps its runs in "
                                 "that folder; move the file away or choose another run_dir.")
-    if not create:
-        parent = run_dir
-        while not parent.exists():
-            parent = parent.parent
-        if not parent.is_dir():
-            raise FlopsFitError(f"run_dir {run_dir} lies below the file {parent}; choose "
-                                "another run_dir.")
-        return run_dir
-    try:  # creating it is harmless (Hydra would), and the only reliable test, root included
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FlopsFitError(f"run_dir {run_dir} lies below the file {existing}; choose "
+                            "another run_dir.")
+    try:  # a temporary file is the only reliable test, root included
+        if not create:  # nothing is created: the nearest existing folder must take files
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+            return run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=run_dir):
             pass
