@@ -7,7 +7,11 @@ Rules for one run (the same for every run of a sweep, so runs differ only in siz
   linear warm-up (with a floor), cosine decay to ``min_lr_ratio`` × peak at the run's own last
   step. The rules and the measurements behind them are in :mod:`flops_fit.schedule`.
 * **Seed.** ``torch.manual_seed(seed + crc32(run_id))`` before the model is built; the data
-  sampler gets the same seed.
+  sampler gets the same seed. Under ``schedule=wsd`` the trunk id replaces the run id
+  (:func:`flops_fit.trunks.seed_key`), so runs of one size share init and data order.
+* **Reuse (wsd).** :meth:`TrainingRunner.train_trunk` trains a trunk (warm-up, constant LR) up
+  to a branch point and checkpoints it; ``run(spec, start=branch checkpoint)`` is that run's
+  cooldown from there: the same numbers as the standalone run (:mod:`flops_fit.trunks`).
 * **Precision.** ``dtype=auto``: bf16 autocast and TF32 matmuls on CUDA, fp32 on CPU.
 * **Threads (CPU).** ``threads=0``: all cores (split between shards on one machine) and a
   :class:`~flops_fit.devices.ThreadTuner`; ``threads=N`` pins N, bit-exact
@@ -52,11 +56,12 @@ from flops_fit.contracts import validate_loss_fn
 from flops_fit.data import ByteCorpus, DataSource
 from flops_fit.devices import ThreadTuner, cpu_threads, resolve_device
 from flops_fit.errors import FlopsFitError
-from flops_fit.layout import CHECKPOINT_FILE, METRICS_FILE
+from flops_fit.layout import CHECKPOINT_FILE, METRICS_FILE, TRUNK_CHECKPOINT_FILE
 from flops_fit.planner import RunSpec
 from flops_fit.progress import Reporter
 from flops_fit.records import FINAL_STATUSES, MetricsLine, RunRecord
 from flops_fit.schedule import Schedule, lr_at, lr_for_size, make_optimizer, warmup_steps
+from flops_fit.trunks import seed_key
 
 __all__ = [
     "CHECKPOINT_FORMAT", "FINAL_STATUSES", "LossFn", "Reporter", "Schedule", "ThreadTuner",
@@ -154,7 +159,20 @@ class TrainingRunner:
     def _fingerprint(self, spec: RunSpec) -> dict[str, Any]:
         c = asdict(self.cfg)
         return {"run_id": spec.run_id, "steps": spec.steps, "batch_size": spec.batch_size,
-                **{k: c[k] for k in TrainConfig.TRAJECTORY}}
+                **{k: c[k] for k in self.cfg.trajectory_keys()}}
+
+    def trunk_fingerprint(self, trunk_id: str, spec: RunSpec) -> dict[str, Any]:
+        """What a trunk checkpoint must match: the trunk, its peak LR and the settings."""
+        c = asdict(self.cfg)
+        return {"trunk": trunk_id, "batch_size": spec.batch_size, "seq_len": spec.seq_len,
+                "peak": lr_for_size(spec.num_params_non_embedding, self.cfg),
+                **{k: c[k] for k in self.cfg.trajectory_keys()}}
+
+    def has_checkpoint(self, spec: RunSpec, run_dir: str | Path) -> bool:
+        """Whether ``spec`` has a checkpoint of its own this runner would resume."""
+        ckpt = rundir.load_checkpoint(rundir.run_path(Path(run_dir), spec.run_id)
+                                      / CHECKPOINT_FILE)
+        return ckpt is not None and ckpt.get("fingerprint") == self._fingerprint(spec)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, n_tokens: int) -> float:
@@ -174,8 +192,14 @@ class TrainingRunner:
 
     # -- the run --------------------------------------------------------------------------------
 
-    def run(self, spec: RunSpec, run_dir: str | Path) -> dict[str, Any]:
-        """Train ``spec`` (resuming from its checkpoint if any), write and return its record."""
+    def run(self, spec: RunSpec, run_dir: str | Path, start: tuple[str, Path] | None = None,
+            flops_spent: float | None = None) -> dict[str, Any]:
+        """Train ``spec`` (resuming from its checkpoint if any), write and return its record.
+
+        ``start=(trunk_id, branch checkpoint)``: a run without a checkpoint of its own starts
+        there (its trunk's state at its branch point) instead of at step 0. ``flops_spent``: the
+        FLOPs executed for this run (:func:`flops_fit.trunks.flops_spent`; default its own).
+        """
         run_dir = Path(run_dir)
         rdir = rundir.run_path(run_dir, spec.run_id)
         rdir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +212,7 @@ class TrainingRunner:
                                  "last_loss": None, "resumed": 0, "prior_wall_s": 0.0}
         status, error, tb, final_loss = "completed", None, None, None
         try:
-            final_loss = self._train(spec, rdir, schedule, tokens_per_step, state)
+            final_loss = self._train(spec, rdir, schedule, tokens_per_step, state, start)
         except _Diverged as exc:
             status, error = "diverged", str(exc)
         except Exception as exc:  # the sweep goes on; the record says why
@@ -196,20 +220,22 @@ class TrainingRunner:
             tb = traceback.format_exc(limit=8)
         record = self._record(spec, schedule, tokens_per_step, state, status, final_loss, error,
                               tb, switches0)
+        record.flops_spent = (flops_spent if flops_spent is not None else record.flops) \
+            if status == "completed" else record.flops
         rundir.write_run_result(run_dir, record)
         if status != "failed":  # a failed run keeps its checkpoint for the retry
             (rdir / CHECKPOINT_FILE).unlink(missing_ok=True)
         return record.to_dict()
 
-    def _train(self, spec: RunSpec, rdir: Path, schedule: Schedule, tokens_per_step: float,
-               state: dict[str, Any]) -> float:
-        """Build the model and optimizer, resume from the checkpoint if any, train; final_loss."""
+    def _build(self, spec: RunSpec, schedule: Schedule
+               ) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+        """Seed, then build ``spec``'s model (on CPU: same init everywhere) and optimizer."""
         if isinstance(self.data, ByteCorpus) and spec.seq_len != self.data.seq_len:
             raise FlopsFitError(
                 f"Run {spec.run_id} was planned for seq_len={spec.seq_len} but the data "
                 f"windows are {self.data.seq_len} long; re-plan or set train.seq_len."
             )
-        seed = run_seed(self.cfg.seed, spec.run_id)
+        seed = run_seed(self.cfg.seed, seed_key(self.model_target, spec, self.cfg))
         torch.manual_seed(seed)
         self.data.seed(seed)
         model = self.model_cls(**spec.model_kwargs)  # built on CPU: same init everywhere
@@ -217,20 +243,69 @@ class TrainingRunner:
         model.train()
         opt = make_optimizer(model, schedule.peak, self.cfg, self.device)
         fwd = torch.compile(model) if self.cfg.compile else model
+        return model, fwd, opt
+
+    def _restore(self, ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+                 state: dict[str, Any]) -> None:
+        """Model, optimizer, data sampler, RNG and loop state from a checkpoint."""
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        self.data.load_state_dict(ckpt["data"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+        state.update(ckpt["state"])
+
+    def _train(self, spec: RunSpec, rdir: Path, schedule: Schedule, tokens_per_step: float,
+               state: dict[str, Any], start: tuple[str, Path] | None = None) -> float:
+        """Build the model and optimizer, resume from the checkpoint if any (else from the
+        trunk's branch checkpoint ``start``), train; final_loss."""
+        model, fwd, opt = self._build(spec, schedule)
         ckpt_path = rdir / CHECKPOINT_FILE
         ckpt = rundir.load_checkpoint(ckpt_path)
         if ckpt is not None and ckpt.get("fingerprint") == self._fingerprint(spec):
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            self.data.load_state_dict(ckpt["data"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
-            state.update(ckpt["state"])
+            self._restore(ckpt, model, opt, state)
             state["resumed"] += 1
+        elif start is not None:
+            trunk_id, branch_path = start
+            ckpt = rundir.load_checkpoint(branch_path)
+            if ckpt is None or ckpt.get("fingerprint") != self.trunk_fingerprint(trunk_id, spec):
+                raise FlopsFitError(f"The branch checkpoint {branch_path} of {spec.run_id} is "
+                                    "missing or from other settings; train again to rebuild it.")
+            self._restore(ckpt, model, opt, state)
+            state.update(resumed=0, prior_wall_s=0.0)  # the trunk's time is not this run's wall
+            _copy_trunk_metrics(branch_path.parent / METRICS_FILE, rdir / METRICS_FILE,
+                                state["step"])
         metrics = _open_metrics(rdir / METRICS_FILE, state["step"])
         return self._loop(spec, model, fwd, opt, schedule, tokens_per_step, state, metrics,
                           ckpt_path)
+
+    def train_trunk(self, trunk_id: str, spec: RunSpec, tdir: Path, start: Path | None,
+                    end: int, out: Path) -> None:
+        """Train the trunk of ``spec`` (its longest run) from checkpoint ``start`` (None: step 0)
+        to step ``end`` (before ``spec``'s cooldown) and save its state to ``out``.
+
+        The trunk checkpoints to ``tdir/trunk.pt`` every ``checkpoint_every_s`` and on Ctrl-C;
+        its curve goes to ``tdir/metrics.jsonl``. Raises like a run (diverged, failed).
+        """
+        schedule = Schedule.for_run(self.cfg, spec.steps,
+                                    lr_for_size(spec.num_params_non_embedding, self.cfg))
+        assert end <= schedule.branch, "a trunk never enters a cooldown"
+        self._t_wall = time.perf_counter()
+        state: dict[str, Any] = {"step": 0, "train_time_s": 0.0, "initial_loss": None,
+                                 "last_loss": None, "resumed": 0, "prior_wall_s": 0.0}
+        model, fwd, opt = self._build(spec, schedule)
+        fingerprint = self.trunk_fingerprint(trunk_id, spec)
+        if start is not None:
+            ckpt = rundir.load_checkpoint(start)
+            if ckpt is None or ckpt.get("fingerprint") != fingerprint:
+                raise FlopsFitError(f"The trunk checkpoint {start} is unreadable; delete it.")
+            self._restore(ckpt, model, opt, state)
+        metrics = _open_metrics(tdir / METRICS_FILE, state["step"])
+        trunk_spec = _with_id(spec, trunk_id)
+        self._loop(trunk_spec, model, fwd, opt, schedule, spec.num_tokens / spec.steps, state,
+                   metrics, tdir / TRUNK_CHECKPOINT_FILE, end=end, fingerprint=fingerprint)
+        self._save(out, trunk_spec, model, opt, state, time.perf_counter(), fingerprint)
 
     def _record(self, spec: RunSpec, schedule: Schedule, tokens_per_step: float,
                 state: dict[str, Any], status: str, final_loss: float | None, error: str | None,
@@ -278,7 +353,7 @@ class TrainingRunner:
             compile=bool(cfg.compile),
             threads=torch.get_num_threads(),  # at the end of the run
             thread_switches=self.tuner.switches - switches0 if self.tuner is not None else 0,
-            seed=run_seed(cfg.seed, spec.run_id),
+            seed=run_seed(cfg.seed, seed_key(self.model_target, spec, cfg)),
             resumed=state["resumed"],
             model=self.model_target,
             model_kwargs=spec.model_kwargs,
@@ -292,9 +367,15 @@ class TrainingRunner:
 
     def _loop(self, spec: RunSpec, model: nn.Module, fwd: nn.Module,
               opt: torch.optim.Optimizer, schedule: Schedule, tokens_per_step: float,
-              state: dict[str, Any], metrics: IO[str], ckpt_path: Path) -> float:
-        """The training loop from ``state['step']`` to ``spec.steps``; returns final_loss."""
+              state: dict[str, Any], metrics: IO[str], ckpt_path: Path, end: int | None = None,
+              fingerprint: dict[str, Any] | None = None) -> float | None:
+        """The training loop from ``state['step']`` to ``spec.steps``; returns final_loss.
+
+        ``end``: stop after that step instead (a trunk segment: no final evaluation, None).
+        """
         cfg, steps = self.cfg, spec.steps
+        stop_at = steps if end is None else end
+        reporter = self.reporter if end is None else None
         log_every = max(1, cfg.log_every)
         eval_every = cfg.eval_every if cfg.eval_every > 0 else max(1, steps // 10)
         # periodic val points: a cheap slice of the fixed val windows (final_loss uses all)
@@ -306,12 +387,12 @@ class TrainingRunner:
         t_last_ckpt = time.monotonic()
         t0, step0 = time.perf_counter(), state["step"]
         t_seg = t0  # train time is counted without evaluation
-        if self.reporter is not None:
-            self.reporter.start_run(spec, state["step"])
+        if reporter is not None:
+            reporter.start_run(spec, state["step"])
         flops_reported = state["step"] * tokens_per_step * spec.flops_per_token
         try:
             with interrupts.deferred() as stop:
-                for step in range(state["step"], steps):
+                for step in range(state["step"], stop_at):
                     lr = schedule.lr(step)
                     for g in opt.param_groups:
                         g["lr"] = lr
@@ -352,23 +433,26 @@ class TrainingRunner:
                             val_loss=self.evaluate(model, periodic_tokens) if is_eval else None)
                         metrics.write(line.to_json() + "\n")
                         metrics.flush()
-                        if self.reporter is not None:
+                        if reporter is not None:
                             tps = (done - step0) * tokens_per_step / max(now - t0, 1e-9)
                             eta = (steps - done) * tokens_per_step / max(tps, 1e-9)
-                            self.reporter.update(done, train_loss, tps, flops_now - flops_reported,
-                                                 eta)
+                            reporter.update(done, train_loss, tps, flops_now - flops_reported,
+                                            eta)
                             flops_reported = flops_now
                         t_seg = time.perf_counter()
-                    if done < steps and time.monotonic() - t_last_ckpt >= cfg.checkpoint_every_s:
-                        self._save(ckpt_path, spec, model, opt, state, t_seg)
+                    if done < stop_at and \
+                            time.monotonic() - t_last_ckpt >= cfg.checkpoint_every_s:
+                        self._save(ckpt_path, spec, model, opt, state, t_seg, fingerprint)
                         t_last_ckpt = time.monotonic()
                     if self.on_step is not None:
                         self.on_step(done)
                     if stop.signum is not None:  # Ctrl-C or SIGTERM: keep this step, then stop
-                        if done < steps:
-                            self._save(ckpt_path, spec, model, opt, state, t_seg)
+                        if done < stop_at:
+                            self._save(ckpt_path, spec, model, opt, state, t_seg, fingerprint)
                         stop.raise_now()
                 state["train_time_s"] += time.perf_counter() - t_seg
+                if end is not None:  # a trunk segment: its caller saves the branch checkpoint
+                    return None
                 final = self.evaluate(model, self.cfg.eval_tokens)
                 _check_loss(final, state["initial_loss"], cfg.diverge_factor, steps)
                 metrics.write(MetricsLine(step=steps, tokens=spec.num_tokens, flops=spec.flops,
@@ -378,13 +462,14 @@ class TrainingRunner:
             metrics.close()
 
     def _save(self, path: Path, spec: RunSpec, model: nn.Module, opt: torch.optim.Optimizer,
-              state: dict[str, Any], t_seg: float) -> None:
+              state: dict[str, Any], t_seg: float,
+              fingerprint: dict[str, Any] | None = None) -> None:
         st = dict(state)
         st["train_time_s"] = state["train_time_s"] + (time.perf_counter() - t_seg)
         st["prior_wall_s"] = state["prior_wall_s"] + (time.perf_counter() - self._t_wall)
         rundir.save_checkpoint(path, {
             "format": CHECKPOINT_FORMAT,
-            "fingerprint": self._fingerprint(spec),
+            "fingerprint": fingerprint or self._fingerprint(spec),
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "data": self.data.state_dict(),
@@ -417,6 +502,25 @@ def check_loss_fn(loss_fn: LossFn, model_cls: type[nn.Module], spec: RunSpec,
     except Exception:
         return  # a model that cannot run fails its runs one by one, with the message
     validate_loss_fn(loss_fn, out, y)
+
+
+def _with_id(spec: RunSpec, run_id: str) -> RunSpec:
+    """``spec`` under another id (a trunk trains as its longest run, named after the trunk)."""
+    return RunSpec(**{**asdict(spec), "run_id": run_id})
+
+
+def _copy_trunk_metrics(src: Path, dst: Path, step: int) -> None:
+    """A branched run's curve starts as its trunk's, up to the branch ``step``."""
+    lines = src.read_text(encoding="utf-8").splitlines() if src.exists() else []
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) > step:
+                break
+        except json.JSONDecodeError:
+            break
+        keep.append(line + "\n")
+    rundir.atomic_write_text(dst, "".join(keep))
 
 
 def _open_metrics(path: Path, step: int) -> IO[str]:
