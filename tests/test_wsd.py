@@ -121,7 +121,8 @@ def test_trunks_group_runs_that_differ_only_in_length():
     spent = flops_spent(plan, cfg)
     for t in trunks:
         fps = t.flops_per_step
-        want = fps * (t.branches[-1] + sum(r.steps - b for r, b in zip(t.runs, t.branches)))
+        cooldowns = sum(r.steps - b for r, b in zip(t.runs, t.branches, strict=True))
+        want = fps * (t.branches[-1] + cooldowns)
         assert sum(spent[r.run_id] for r in t.runs) == pytest.approx(want)
         assert spent[t.runs[0].run_id] == pytest.approx(t.runs[0].flops)  # first: all of it
     assert flops_spent(plan, _cfg()) == {r.run_id: r.flops for r in plan.runs}  # no reuse
