@@ -192,3 +192,14 @@ def test_wsd_refuses_a_plan_with_too_short_runs_before_writing(tmp_path):
     with pytest.raises(FlopsFitError, match="too short for train.schedule=wsd"):
         train_stage(tmp_path, _plan(), GPT, build_data(DATA, 32), _cfg(warmup_min_steps=50))
     assert not list(tmp_path.iterdir())
+
+
+def test_report_states_the_compute_saving():
+    from flops_fit.report_sections import compute_line, runs_section
+
+    recs = [{"run_id": "a", "status": "completed", "flops": 4.0, "flops_spent": 4.0},
+            {"run_id": "b", "status": "completed", "flops": 8.0, "flops_spent": 4.0}]
+    assert compute_line(recs) == (" Compute: 8 FLOPs executed for 12 FLOPs of runs (0.67x, 33% "
+                                  "saved by sharing trunks (train.reuse)).")
+    assert "33% saved" in runs_section(recs)
+    assert compute_line([{"run_id": "a", "flops": 4.0}]) == ""  # older records: no line
