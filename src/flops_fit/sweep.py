@@ -41,6 +41,7 @@ from flops_fit.progress import Reporter, stamp
 from flops_fit.records import FINAL_STATUSES
 from flops_fit.schedule import check_wsd_length
 from flops_fit.trainer import LossFn, TrainingRunner, check_loss_fn
+from flops_fit.trunk_runner import TrunkRunner
 from flops_fit.trunks import Trunk, flops_spent, group_trunks, shard_trunks
 
 TRAIN_LOCK = ".train.lock"  # runs/<run_id>/.train.lock: held while a process trains the run
@@ -109,7 +110,8 @@ def train_stage(
     target = plan.model.get("_target_") if isinstance(plan.model, dict) else None
     reporter = Reporter(console, len(mine), len(mine) - len(todo),
                         sum(spent[r.run_id] for r in todo))
-    runner = TrainingRunner(model_cls, data, cfg, loss_fn, reporter, on_step, target)
+    runner = (TrunkRunner if reuse else TrainingRunner)(model_cls, data, cfg, loss_fn, reporter,
+                                                         on_step, target)
     if over:
         reporter.log(msg)
     reporter.log(f"Training {len(todo)} of {len(mine)} runs on {runner.device} "
@@ -173,7 +175,7 @@ def _train_locked(runner: TrainingRunner, reporter: Reporter, run_dir: Path, spe
 # --------------------------------------------------------------------------------------------
 
 
-def _train_trunk(runner: TrainingRunner, reporter: Reporter, run_dir: Path, trunk: Trunk,
+def _train_trunk(runner: TrunkRunner, reporter: Reporter, run_dir: Path, trunk: Trunk,
                  force: bool, spent: dict[str, float]) -> list[dict[str, Any]]:
     """Train ``trunk``'s unfinished runs in branch order under the trunk's lock; their records.
 
@@ -219,7 +221,7 @@ def _train_trunk(runner: TrainingRunner, reporter: Reporter, run_dir: Path, trun
     return records
 
 
-def _advance(runner: TrainingRunner, reporter: Reporter, lay: Layout, trunk: Trunk,
+def _advance(runner: TrunkRunner, reporter: Reporter, lay: Layout, trunk: Trunk,
              b: int) -> None:
     """Make ``branch-<b>.pt``: the trunk's state after ``b`` steps, from its latest state."""
     tid, longest = trunk.trunk_id, trunk.runs[-1]

@@ -9,9 +9,9 @@ Rules for one run (the same for every run of a sweep, so runs differ only in siz
 * **Seed.** ``torch.manual_seed(seed + crc32(run_id))`` before the model is built; the data
   sampler gets the same seed. Under ``schedule=wsd`` the trunk id replaces the run id
   (:func:`flops_fit.trunks.seed_key`), so runs of one size share init and data order.
-* **Reuse (wsd).** :meth:`TrainingRunner.train_trunk` trains a trunk (warm-up, constant LR) up
-  to a branch point and checkpoints it; ``run(spec, start=branch checkpoint)`` is that run's
-  cooldown from there: the same numbers as the standalone run (:mod:`flops_fit.trunks`).
+* **Reuse (wsd).** :class:`flops_fit.trunk_runner.TrunkRunner` trains a trunk (warm-up,
+  constant LR) up to a branch point and checkpoints it; ``run(spec, start=branch checkpoint)``
+  is that run's cooldown from there: the same numbers as the standalone run.
 * **Precision.** ``dtype=auto``: bf16 autocast and TF32 matmuls on CUDA, fp32 on CPU.
 * **Threads (CPU).** ``threads=0``: all cores (split between shards on one machine) and a
   :class:`~flops_fit.devices.ThreadTuner`; ``threads=N`` pins N, bit-exact
@@ -56,7 +56,7 @@ from flops_fit.contracts import validate_loss_fn
 from flops_fit.data import ByteCorpus, DataSource
 from flops_fit.devices import ThreadTuner, cpu_threads, resolve_device
 from flops_fit.errors import FlopsFitError
-from flops_fit.layout import CHECKPOINT_FILE, METRICS_FILE, TRUNK_CHECKPOINT_FILE
+from flops_fit.layout import CHECKPOINT_FILE, METRICS_FILE
 from flops_fit.planner import RunSpec
 from flops_fit.progress import Reporter
 from flops_fit.records import FINAL_STATUSES, MetricsLine, RunRecord
@@ -168,12 +168,6 @@ class TrainingRunner:
                 "peak": lr_for_size(spec.num_params_non_embedding, self.cfg),
                 **{k: c[k] for k in self.cfg.trajectory_keys()}}
 
-    def has_checkpoint(self, spec: RunSpec, run_dir: str | Path) -> bool:
-        """Whether ``spec`` has a checkpoint of its own this runner would resume."""
-        ckpt = rundir.load_checkpoint(rundir.run_path(Path(run_dir), spec.run_id)
-                                      / CHECKPOINT_FILE)
-        return ckpt is not None and ckpt.get("fingerprint") == self._fingerprint(spec)
-
     @torch.no_grad()
     def evaluate(self, model: nn.Module, n_tokens: int) -> float:
         """Mean held-out loss over the first ``n_tokens`` tokens of the fixed val windows."""
@@ -274,38 +268,11 @@ class TrainingRunner:
                                     "missing or from other settings; train again to rebuild it.")
             self._restore(ckpt, model, opt, state)
             state.update(resumed=0, prior_wall_s=0.0)  # the trunk's time is not this run's wall
-            _copy_trunk_metrics(branch_path.parent / METRICS_FILE, rdir / METRICS_FILE,
-                                state["step"])
+            rundir.copy_metrics_prefix(branch_path.parent / METRICS_FILE, rdir / METRICS_FILE,
+                                       state["step"])
         metrics = _open_metrics(rdir / METRICS_FILE, state["step"])
         return self._loop(spec, model, fwd, opt, schedule, tokens_per_step, state, metrics,
                           ckpt_path)
-
-    def train_trunk(self, trunk_id: str, spec: RunSpec, tdir: Path, start: Path | None,
-                    end: int, out: Path) -> None:
-        """Train the trunk of ``spec`` (its longest run) from checkpoint ``start`` (None: step 0)
-        to step ``end`` (before ``spec``'s cooldown) and save its state to ``out``.
-
-        The trunk checkpoints to ``tdir/trunk.pt`` every ``checkpoint_every_s`` and on Ctrl-C;
-        its curve goes to ``tdir/metrics.jsonl``. Raises like a run (diverged, failed).
-        """
-        schedule = Schedule.for_run(self.cfg, spec.steps,
-                                    lr_for_size(spec.num_params_non_embedding, self.cfg))
-        assert end <= schedule.branch, "a trunk never enters a cooldown"
-        self._t_wall = time.perf_counter()
-        state: dict[str, Any] = {"step": 0, "train_time_s": 0.0, "initial_loss": None,
-                                 "last_loss": None, "resumed": 0, "prior_wall_s": 0.0}
-        model, fwd, opt = self._build(spec, schedule)
-        fingerprint = self.trunk_fingerprint(trunk_id, spec)
-        if start is not None:
-            ckpt = rundir.load_checkpoint(start)
-            if ckpt is None or ckpt.get("fingerprint") != fingerprint:
-                raise FlopsFitError(f"The trunk checkpoint {start} is unreadable; delete it.")
-            self._restore(ckpt, model, opt, state)
-        metrics = _open_metrics(tdir / METRICS_FILE, state["step"])
-        trunk_spec = _with_id(spec, trunk_id)
-        self._loop(trunk_spec, model, fwd, opt, schedule, spec.num_tokens / spec.steps, state,
-                   metrics, tdir / TRUNK_CHECKPOINT_FILE, end=end, fingerprint=fingerprint)
-        self._save(out, trunk_spec, model, opt, state, time.perf_counter(), fingerprint)
 
     def _record(self, spec: RunSpec, schedule: Schedule, tokens_per_step: float,
                 state: dict[str, Any], status: str, final_loss: float | None, error: str | None,
@@ -375,8 +342,9 @@ class TrainingRunner:
         """
         cfg, steps = self.cfg, spec.steps
         stop_at = steps if end is None else end
-        reporter = self.reporter if end is None else None
+        reporter = self.reporter if end is None else None  # a trunk logs a few lines instead
         log_every = max(1, cfg.log_every)
+        trunk_every = max(log_every, (stop_at - state["step"]) // 4 // log_every * log_every)
         eval_every = cfg.eval_every if cfg.eval_every > 0 else max(1, steps // 10)
         # periodic val points: a cheap slice of the fixed val windows (final_loss uses all)
         periodic_tokens = min(cfg.eval_tokens, cfg.periodic_eval_tokens,
@@ -388,7 +356,8 @@ class TrainingRunner:
         t0, step0 = time.perf_counter(), state["step"]
         t_seg = t0  # train time is counted without evaluation
         if reporter is not None:
-            reporter.start_run(spec, state["step"])
+            reporter.start_run(spec, state["step"], "resuming at step" if state["resumed"]
+                               else "its cooldown from the trunk's branch point at step")
         flops_reported = state["step"] * tokens_per_step * spec.flops_per_token
         try:
             with interrupts.deferred() as stop:
@@ -439,6 +408,10 @@ class TrainingRunner:
                             reporter.update(done, train_loss, tps, flops_now - flops_reported,
                                             eta)
                             flops_reported = flops_now
+                        elif self.reporter is not None and done % trunk_every == 0:
+                            tps = (done - step0) * tokens_per_step / max(now - t0, 1e-9)
+                            self.reporter.log(f"{spec.run_id} step {done}/{stop_at} loss "
+                                              f"{train_loss:.4f} {tps:,.0f} tok/s")
                         t_seg = time.perf_counter()
                     if done < stop_at and \
                             time.monotonic() - t_last_ckpt >= cfg.checkpoint_every_s:
@@ -502,25 +475,6 @@ def check_loss_fn(loss_fn: LossFn, model_cls: type[nn.Module], spec: RunSpec,
     except Exception:
         return  # a model that cannot run fails its runs one by one, with the message
     validate_loss_fn(loss_fn, out, y)
-
-
-def _with_id(spec: RunSpec, run_id: str) -> RunSpec:
-    """``spec`` under another id (a trunk trains as its longest run, named after the trunk)."""
-    return RunSpec(**{**asdict(spec), "run_id": run_id})
-
-
-def _copy_trunk_metrics(src: Path, dst: Path, step: int) -> None:
-    """A branched run's curve starts as its trunk's, up to the branch ``step``."""
-    lines = src.read_text(encoding="utf-8").splitlines() if src.exists() else []
-    keep = []
-    for line in lines:
-        try:
-            if json.loads(line).get("step", 0) > step:
-                break
-        except json.JSONDecodeError:
-            break
-        keep.append(line + "\n")
-    rundir.atomic_write_text(dst, "".join(keep))
 
 
 def _open_metrics(path: Path, step: int) -> IO[str]:
