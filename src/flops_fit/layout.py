@@ -8,6 +8,8 @@
     runs/<run_id>/result.json      one run's RunRecord (records.py), written once
     runs/<run_id>/metrics.jsonl    its training curve, one MetricsLine per line
     runs/<run_id>/checkpoint.pt    the latest checkpoint of an unfinished run
+    trunks/<trunk_id>/             train.reuse: a shared trunk's branch-<step>.pt checkpoints,
+                                   trunk.pt (its latest) and metrics.jsonl (trunks.py, sweep.py)
     analysis/scaling_laws.json     the fit (analysis.py)
     analysis/history.jsonl         one line per analysis
     analysis/validation.json       the validate stage's outcome
@@ -35,6 +37,8 @@ RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
+TRUNKS_DIR = "trunks"
+TRUNK_CHECKPOINT_FILE = "trunk.pt"
 ANALYSIS_DIR = "analysis"
 LAWS_FILE = "scaling_laws.json"
 HISTORY_FILE = "history.jsonl"
@@ -93,6 +97,14 @@ class Layout:
 
     def checkpoint(self, run_id: str) -> Path:
         return self.run(run_id) / CHECKPOINT_FILE
+
+    def trunk(self, trunk_id: str) -> Path:
+        """``trunks/<trunk_id>``, after checking that the id is a safe folder name."""
+        return self.root / TRUNKS_DIR / check_run_id(trunk_id)
+
+    def branch_checkpoint(self, trunk_id: str, step: int) -> Path:
+        """The trunk's state after ``step`` steps: where its runs' cooldowns start."""
+        return self.trunk(trunk_id) / f"branch-{int(step):08d}.pt"
 
     @property
     def analysis_dir(self) -> Path:

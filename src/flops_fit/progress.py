@@ -50,7 +50,7 @@ class Reporter:
         # plain text: run ids, paths and error messages may hold '[' (never rich markup)
         self.console.print(Text(stamp(msg)), highlight=False, soft_wrap=not self.live)
 
-    def start_run(self, spec: RunSpec, start_step: int) -> None:
+    def start_run(self, spec: RunSpec, start_step: int, how: str = "resuming at step") -> None:
         self._spec = spec
         self._next_pct = 0.1 * (1 + int(10 * start_step / spec.steps))
         what = f"{spec.run_id} ({spec.size_param}={spec.size_value}, N={spec.num_params:,})"
@@ -58,7 +58,7 @@ class Reporter:
             self.progress.update(self.run_task, description=f"{spec.size_param}={spec.size_value}",
                                  total=spec.steps, completed=start_step, visible=True, info="")
             self.progress.reset(self.run_task, total=spec.steps, completed=start_step)
-        resumed = f", resuming at step {start_step}" if start_step else ""
+        resumed = f", {how} {start_step}" if start_step else ""
         self.log(f"run {self.done_runs + 1}/{self.total_runs} {what}: {spec.steps} steps, "
                  f"{spec.num_tokens:,} tokens, C={spec.compute_budget:.2e}{resumed}")
 

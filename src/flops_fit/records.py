@@ -33,6 +33,9 @@ class RunRecord:
     num_tokens: int | None = None  # D actually trained
     flops: float | None = None  # C actually spent (measured FLOPs per token x D)
     flops_6nd: float | None = None
+    # FLOPs executed for this run: its own flops, or under train.reuse its share of the sweep
+    # (a shared trunk counted once, see trunks.py); their sum is what the sweep cost
+    flops_spent: float | None = None
     final_loss: float | None = None  # held-out loss at the end
     size_param: str | None = None
     size_value: int | None = None

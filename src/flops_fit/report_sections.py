@@ -20,7 +20,7 @@ from flops_fit.report_html import esc, fmt, is_num, kv_table, sci, table
 from flops_fit.rundir import read_json
 
 __all__ = ["prediction_section", "laws_section", "holdout_section", "validation_section",
-           "runs_section", "provenance_section"]
+           "runs_section", "provenance_section", "compute_line"]
 
 
 def _value_ci(d: Mapping[str, Any], name: str) -> tuple[Any, Any]:
@@ -180,7 +180,8 @@ def runs_section(records: list[dict[str, Any]]) -> str:
         counts[s] = counts.get(s, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     preferred = ["run_id", "status", "compute_budget", "num_params", "num_params_non_embedding",
-                 "num_tokens", "tokens_per_param", "flops", "final_loss", "size_param",
+                 "num_tokens", "tokens_per_param", "flops", "flops_spent", "final_loss",
+                 "size_param",
                  "size_value", "steps", "wall_time_s", "tokens_per_s", "device", "error"]
     present = [c for c in preferred if any(c in r for r in records)]
     rows = []
@@ -193,12 +194,29 @@ def runs_section(records: list[dict[str, Any]]) -> str:
         rows.append(row)
     headers = {"compute_budget": "budget C (FLOPs)", "num_params": "N (parameters)",
                "num_params_non_embedding": "N non-emb.", "num_tokens": "D (tokens)",
-               "tokens_per_param": "D/N", "flops": "FLOPs spent",
+               "tokens_per_param": "D/N", "flops": "C (FLOPs as a run)",
+               "flops_spent": "FLOPs executed",
                "final_loss": "final loss (nats/token)", "wall_time_s": "wall time (s)",
                "tokens_per_s": "tokens/s"}
-    return (f'<h2 id="runs">Runs</h2><p>{len(records)} runs: {esc(summary or "none")}.</p>'
-            + '<div class="small">' + table(rows, present, headers, status_col="status")
-            + "</div>")
+    return (f'<h2 id="runs">Runs</h2><p>{len(records)} runs: {esc(summary or "none")}.'
+            f'{esc(compute_line(records))}</p>' + '<div class="small">'
+            + table(rows, present, headers, status_col="status") + "</div>")
+
+
+def compute_line(records: list[dict[str, Any]]) -> str:
+    """`` Compute: ...``: what the sweep executed vs its runs trained separately (train.reuse
+    shares each size's trunk), or "" when no record says (``flops_spent``, older sweeps)."""
+    pairs = [(r.get("flops"), r.get("flops_spent")) for r in records]
+    pairs = [(c, s) for c, s in pairs if is_num(c) and is_num(s)]
+    if not pairs:
+        return ""
+    total, spent = sum(c for c, _ in pairs), sum(s for _, s in pairs)
+    if not total:
+        return ""
+    saved = (f", {1 - spent / total:.0%} saved by sharing trunks (train.reuse)"
+             if spent < total * 0.999 else "")
+    return (f" Compute: {spent:.3g} FLOPs executed for {total:.3g} FLOPs of runs "
+            f"({spent / total:.2f}x{saved}).")
 
 
 def holdout_section(data: dict[str, Any]) -> str:

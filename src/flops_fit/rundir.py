@@ -273,3 +273,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
                       "the run starts from step 0.", stacklevel=2)
         return None
     return state if isinstance(state, dict) else None
+
+
+def copy_metrics_prefix(src: Path, dst: Path, step: int) -> None:
+    """Write ``dst`` as the lines of metrics file ``src`` up to ``step`` (atomically): a branched
+    run's curve starts as its trunk's (train.reuse)."""
+    lines = src.read_text(encoding="utf-8").splitlines() if src.exists() else []
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) > step:
+                break
+        except json.JSONDecodeError:
+            break  # a half-written last line from a killed process
+        keep.append(line + "\n")
+    atomic_write_text(dst, "".join(keep))

@@ -6,6 +6,12 @@
   process holds is skipped (that process is training it).
 * **Done runs.** Completed and diverged runs are skipped unless ``train.force``; failed runs
   are retried. ``results.json`` is rebuilt after every run (:func:`rundir.rebuild_results`).
+* **Reuse** (``train.schedule=wsd train.reuse=true``). The plan's runs form trunks
+  (:mod:`flops_fit.trunks`); shards split the trunks, balanced by compute. One process trains a
+  trunk under ``trunks/<trunk_id>/.train.lock``: up to each branch point (checkpointed as
+  ``branch-<step>.pt``), then that run's cooldown from there. Killed anywhere, a restart resumes
+  the run's own checkpoint, or the trunk from its latest checkpoint; a finished run is never
+  trained again.
 
 One run is :class:`~flops_fit.trainer.TrainingRunner`'s job.
 """
@@ -30,12 +36,15 @@ from flops_fit.config import TrainConfig
 from flops_fit.data import DataSource, as_data_source
 from flops_fit.ddp_spawn import spawn_train
 from flops_fit.devices import resolve_device
-from flops_fit.layout import CHECKPOINT_FILE
+from flops_fit.layout import CHECKPOINT_FILE, TRUNK_CHECKPOINT_FILE, Layout
 from flops_fit.loggers import check_loggers
 from flops_fit.planner import RunSpec, SweepPlan
 from flops_fit.progress import Reporter, stamp
 from flops_fit.records import FINAL_STATUSES
+from flops_fit.schedule import check_wsd_length
 from flops_fit.trainer import LossFn, TrainingRunner, check_loss_fn
+from flops_fit.trunk_runner import TrunkRunner
+from flops_fit.trunks import Trunk, flops_spent, group_trunks, shard_trunks
 
 TRAIN_LOCK = ".train.lock"  # runs/<run_id>/.train.lock: held while a process trains the run
 
@@ -52,7 +61,8 @@ def train_stage(
 ) -> list[dict[str, Any]]:
     """Train this shard's runs of ``plan`` that are not done; return this shard's records.
 
-    Runs ``i`` with ``i % cfg.num_shards == cfg.shard`` are this shard's, in plan order.
+    Runs ``i`` with ``i % cfg.num_shards == cfg.shard`` are this shard's, in plan order (under
+    ``reuse``: the runs of this shard's trunks, :func:`~flops_fit.trunks.shard_trunks`).
     Completed and diverged runs are skipped unless ``cfg.force``; a run another process is
     training (its lock is held) is skipped. ``results.json`` is rebuilt after every run.
     """
@@ -60,9 +70,19 @@ def train_stage(
     cfg.check()
     resolve_device(cfg.device)  # fail early, before anything is written
     check_loggers(cfg.loggers)  # a missing extra: one sentence
+    if cfg.schedule == "wsd":  # one sentence before anything is written
+        for r in plan.runs:
+            check_wsd_length(r.steps, cfg, f"Run {r.run_id}")
     data = as_data_source(data)
     console = console or Console()
-    mine = [r for i, r in enumerate(plan.runs) if i % cfg.num_shards == cfg.shard]
+    reuse = cfg.schedule == "wsd" and cfg.reuse
+    my_trunks: list[Trunk] = []
+    if reuse:
+        my_trunks = shard_trunks(group_trunks(plan, cfg), cfg.num_shards)[cfg.shard]
+        mine = [r for t in my_trunks for r in t.runs]
+    else:
+        mine = [r for i, r in enumerate(plan.runs) if i % cfg.num_shards == cfg.shard]
+    spent = flops_spent(plan, cfg)
     if mine:
         data.check_batch(max(r.batch_size for r in mine))
     existing = rundir.load_run_results(run_dir)
@@ -72,6 +92,8 @@ def train_stage(
         # a kill between a run's record and its cleanup leaves the checkpoint of a finished run
         (rundir.run_path(run_dir, run_id) / CHECKPOINT_FILE).unlink(missing_ok=True)
     if not todo:
+        for trunk in my_trunks:
+            _prune(Layout(run_dir), trunk, run_dir)
         rundir.rebuild_results(run_dir, plan)
         console.print(Text(stamp(f"Nothing to train: all {len(mine)} runs of this shard are "
                                  f"done ({run_dir}).")), highlight=False)
@@ -90,8 +112,9 @@ def train_stage(
 
     target = plan.model.get("_target_") if isinstance(plan.model, dict) else None
     reporter = Reporter(console, len(mine), len(mine) - len(todo),
-                        sum(r.flops for r in todo))
-    runner = TrainingRunner(model_cls, data, cfg, loss_fn, reporter, on_step, target)
+                        sum(spent[r.run_id] for r in todo))
+    runner = (TrunkRunner if reuse else TrainingRunner)(model_cls, data, cfg, loss_fn, reporter,
+                                                         on_step, target)
     runner.spawn = spawn_train  # train.devices_per_run > 1: K workers per run
     if over:
         reporter.log(msg)
@@ -99,7 +122,13 @@ def train_stage(
                  f"({runner.dtype_label}, {torch.get_num_threads()} threads) into {run_dir}")
     t0 = time.perf_counter()
     try:
-        for spec in todo:
+        todo_ids = {r.run_id for r in todo}
+        for trunk in my_trunks:
+            if todo_ids & {r.run_id for r in trunk.runs}:
+                for rec in _train_trunk(runner, reporter, run_dir, trunk, cfg.force, spent):
+                    existing[rec["run_id"]] = rec
+                    rundir.rebuild_results(run_dir, plan)
+        for spec in [] if reuse else todo:
             rec = _train_locked(runner, reporter, run_dir, spec, cfg.force)
             if rec is None:  # another process is training it (and rebuilds results.json)
                 continue
@@ -119,7 +148,8 @@ def train_stage(
 
 
 def _train_locked(runner: TrainingRunner, reporter: Reporter, run_dir: Path, spec: RunSpec,
-                  force: bool) -> dict[str, Any] | None:
+                  force: bool, start: tuple[str, Path] | None = None,
+                  spent: float | None = None) -> dict[str, Any] | None:
     """Train ``spec`` under its lock; its record, or None when another process holds the lock.
 
     A run that finished while this shard waited for it (another process's record) is not
@@ -139,10 +169,111 @@ def _train_locked(runner: TrainingRunner, reporter: Reporter, run_dir: Path, spe
         rundir.remove_stale_temp_files(rundir.run_path(run_dir, spec.run_id))
         rec = rundir.read_run_result(run_dir, spec.run_id)
         if runner.world.agree(rec is None or force or rec.get("status") not in FINAL_STATUSES):
-            rec = runner.run(spec, run_dir)
+            rec = runner.run(spec, run_dir, start, spent)
             if runner.device.type == "cuda":  # the run's model and optimizer are gone
                 torch.cuda.empty_cache()
         reporter.end_run(rec)
         return rec
     finally:
         lock.release()
+
+
+# --------------------------------------------------------------------------------------------
+# Reuse: one trunk, its branch points and cooldowns
+# --------------------------------------------------------------------------------------------
+
+
+def _train_trunk(runner: TrunkRunner, reporter: Reporter, run_dir: Path, trunk: Trunk,
+                 force: bool, spent: dict[str, float]) -> list[dict[str, Any]]:
+    """Train ``trunk``'s unfinished runs in branch order under the trunk's lock; their records.
+
+    Each run resumes its own checkpoint if it has one; else the trunk is advanced to the run's
+    branch point (from its latest checkpoint) and the run is its cooldown from there. A trunk
+    that fails or diverges leaves the run to train standalone (the same run, from step 0), so
+    the record says what happened.
+    """
+    lay = Layout(run_dir)
+    tdir = lay.trunk(trunk.trunk_id)
+    tdir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(tdir / TRAIN_LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        reporter.log(f"{trunk.trunk_id} is being trained by another process; skipped.")
+        return []
+    records = []
+    try:
+        rundir.remove_stale_temp_files(tdir)
+        if force:  # retrain everything, the trunk included
+            for p in tdir.glob("*.pt"):
+                p.unlink()
+        for spec, b in zip(trunk.runs, trunk.branches, strict=True):
+            rec = rundir.read_run_result(run_dir, spec.run_id)
+            if rec is not None and rec.get("status") in FINAL_STATUSES and not force:
+                continue
+            start = None
+            if not runner.has_checkpoint(spec, run_dir):
+                try:
+                    _advance(runner, reporter, lay, trunk, b)
+                    start = (trunk.trunk_id, lay.branch_checkpoint(trunk.trunk_id, b))
+                except Exception as exc:  # the standalone run reproduces it, with a record
+                    reporter.log(f"{trunk.trunk_id} stopped before step {b} ({exc}); "
+                                 f"{spec.run_id} trains standalone.")
+            rec = _train_locked(runner, reporter, run_dir, spec, force, start,
+                                spent[spec.run_id])
+            if rec is not None:
+                records.append(rec)
+            _prune(lay, trunk, run_dir)
+    finally:
+        lock.release()
+    return records
+
+
+def _advance(runner: TrunkRunner, reporter: Reporter, lay: Layout, trunk: Trunk,
+             b: int) -> None:
+    """Make ``branch-<b>.pt``: the trunk's state after ``b`` steps, from its latest state."""
+    tid, longest = trunk.trunk_id, trunk.runs[-1]
+    out = lay.branch_checkpoint(tid, b)
+    fingerprint = runner.trunk_fingerprint(tid, longest)
+    if out.exists():
+        ckpt = rundir.load_checkpoint(out)
+        if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
+            return
+        out.unlink(missing_ok=True)
+    tdir = lay.trunk(tid)
+    starts = []  # (step, path) of usable trunk states at or before b
+    for p in tdir.glob("branch-*.pt"):
+        step = int(p.stem.split("-")[1])
+        if step <= b:
+            starts.append((step, p))
+    periodic = rundir.load_checkpoint(tdir / TRUNK_CHECKPOINT_FILE)
+    if periodic is not None and periodic.get("fingerprint") == fingerprint \
+            and periodic["state"]["step"] <= b:
+        starts.append((periodic["state"]["step"], tdir / TRUNK_CHECKPOINT_FILE))
+    step0, start = max(starts, key=lambda s: s[0]) if starts else (0, None)
+    if step0 < b:
+        reporter.log(f"{tid}: trunk steps {step0}-{b} at constant LR (branch point of "
+                     f"{len([x for x in trunk.branches if x == b])} run(s))")
+    runner.train_trunk(tid, longest, tdir, start, b, out)
+    (tdir / TRUNK_CHECKPOINT_FILE).unlink(missing_ok=True)  # older than the branch just made
+
+
+def _prune(lay: Layout, trunk: Trunk, run_dir: Path) -> None:
+    """Delete the trunk checkpoints no unfinished run needs (all of them once every run is
+    final; the trunk's metrics.jsonl stays)."""
+    tdir = lay.trunk(trunk.trunk_id)
+    if not tdir.exists():
+        return
+    needed = {b for spec, b in zip(trunk.runs, trunk.branches, strict=True)
+              if (rundir.read_run_result(run_dir, spec.run_id) or {}).get("status")
+              not in FINAL_STATUSES}
+    if not needed:
+        for p in tdir.glob("*.pt"):
+            p.unlink(missing_ok=True)
+        return
+    first = min(needed)
+    branch_files = {int(p.stem.split("-")[1]): p for p in tdir.glob("branch-*.pt")}
+    base = max((s for s in branch_files if s <= first), default=None)  # where advancing starts
+    for step, p in branch_files.items():
+        if step < first and step != base and step not in needed:
+            p.unlink(missing_ok=True)

@@ -7,7 +7,11 @@ Rules for one run (the same for every run of a sweep, so runs differ only in siz
   linear warm-up (with a floor), cosine decay to ``min_lr_ratio`` × peak at the run's own last
   step. The rules and the measurements behind them are in :mod:`flops_fit.schedule`.
 * **Seed.** ``torch.manual_seed(seed + crc32(run_id))`` before the model is built; the data
-  sampler gets the same seed.
+  sampler gets the same seed. Under ``schedule=wsd`` the trunk id replaces the run id
+  (:func:`flops_fit.trunks.seed_key`), so runs of one size share init and data order.
+* **Reuse (wsd).** :class:`flops_fit.trunk_runner.TrunkRunner` trains a trunk (warm-up,
+  constant LR) up to a branch point and checkpoints it; ``run(spec, start=branch checkpoint)``
+  is that run's cooldown from there: the same numbers as the standalone run.
 * **Precision.** ``dtype=auto``: bf16 autocast and TF32 matmuls on CUDA, fp32 on CPU.
 * **Threads (CPU).** ``threads=0``: all cores (split between shards on one machine) and a
   :class:`~flops_fit.devices.ThreadTuner`; ``threads=N`` pins N, bit-exact
@@ -60,6 +64,7 @@ from flops_fit.planner import RunSpec
 from flops_fit.progress import Reporter
 from flops_fit.records import FINAL_STATUSES, MetricsLine, RunRecord
 from flops_fit.schedule import Schedule, lr_at, lr_for_size, make_optimizer, warmup_steps
+from flops_fit.trunks import seed_key
 
 __all__ = [
     "CHECKPOINT_FORMAT", "FINAL_STATUSES", "LossFn", "Reporter", "Schedule", "ThreadTuner",
@@ -69,6 +74,16 @@ __all__ = [
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 CHECKPOINT_FORMAT = 1
+
+def __getattr__(name: str) -> Any:
+    # ``flops_fit.trainer.train_stage`` stays importable (a public name before the split);
+    # flops_fit.sweep imports this module, so it is looked up when first asked for: no cycle.
+    if name == "train_stage":
+        from flops_fit.sweep import train_stage
+
+        return train_stage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # --------------------------------------------------------------------------------------------
 # Small rules
@@ -153,13 +168,21 @@ class TrainingRunner:
             self.tuner = ThreadTuner(cpu_threads(cfg))
         self.world = current_world(self.device)  # torchrun/srun ranks (distributed.py)
         self.spawn: Callable[..., float] | None = None  # K-device launcher (ddp_spawn.py)
+        self.tracker = RunTracker([])  # no loggers until a run opens its own (trunks log none)
 
     # -- helpers --------------------------------------------------------------------------------
 
     def _fingerprint(self, spec: RunSpec) -> dict[str, Any]:
         c = asdict(self.cfg)
         return {"run_id": spec.run_id, "steps": spec.steps, "batch_size": spec.batch_size,
-                **{k: c[k] for k in TrainConfig.TRAJECTORY}}
+                **{k: c[k] for k in self.cfg.trajectory_keys()}}
+
+    def trunk_fingerprint(self, trunk_id: str, spec: RunSpec) -> dict[str, Any]:
+        """What a trunk checkpoint must match: the trunk, its peak LR and the settings."""
+        c = asdict(self.cfg)
+        return {"trunk": trunk_id, "batch_size": spec.batch_size, "seq_len": spec.seq_len,
+                "peak": lr_for_size(spec.num_params_non_embedding, self.cfg),
+                **{k: c[k] for k in self.cfg.trajectory_keys()}}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, n_tokens: int) -> float:
@@ -179,8 +202,14 @@ class TrainingRunner:
 
     # -- the run --------------------------------------------------------------------------------
 
-    def run(self, spec: RunSpec, run_dir: str | Path) -> dict[str, Any]:
-        """Train ``spec`` (resuming from its checkpoint if any), write and return its record."""
+    def run(self, spec: RunSpec, run_dir: str | Path, start: tuple[str, Path] | None = None,
+            flops_spent: float | None = None) -> dict[str, Any]:
+        """Train ``spec`` (resuming from its checkpoint if any), write and return its record.
+
+        ``start=(trunk_id, branch checkpoint)``: a run without a checkpoint of its own starts
+        there (its trunk's state at its branch point) instead of at step 0. ``flops_spent``: the
+        FLOPs executed for this run (:func:`flops_fit.trunks.flops_spent`; default its own).
+        """
         run_dir = Path(run_dir)
         rdir = rundir.run_path(run_dir, spec.run_id)
         rdir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +222,7 @@ class TrainingRunner:
                                  "last_loss": None, "resumed": 0, "prior_wall_s": 0.0}
         status, error, tb, final_loss = "completed", None, None, None
         try:
-            final_loss = self._train(spec, rdir, schedule, tokens_per_step, state)
+            final_loss = self._train(spec, rdir, schedule, tokens_per_step, state, start)
         except _Diverged as exc:
             status, error = "diverged", str(exc)
         except Exception as exc:  # the sweep goes on; the record says why
@@ -201,23 +230,23 @@ class TrainingRunner:
             tb = traceback.format_exc(limit=8)
         record = self._record(spec, schedule, tokens_per_step, state, status, final_loss, error,
                               tb, switches0)
+        record.flops_spent = (flops_spent if flops_spent is not None else record.flops) \
+            if status == "completed" else record.flops
         if self.world.is_writer:
             rundir.write_run_result(run_dir, record)
         if status != "failed" and self.world.is_writer:  # failed: kept for the retry
             (rdir / CHECKPOINT_FILE).unlink(missing_ok=True)
         return record.to_dict()
 
-    def _train(self, spec: RunSpec, rdir: Path, schedule: Schedule, tokens_per_step: float,
-               state: dict[str, Any]) -> float:
-        """Build the model and optimizer, resume from the checkpoint if any, train; final_loss."""
+    def _build(self, spec: RunSpec, schedule: Schedule
+               ) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+        """Seed, then build ``spec``'s model (on CPU: same init everywhere) and optimizer."""
         if isinstance(self.data, ByteCorpus) and spec.seq_len != self.data.seq_len:
             raise FlopsFitError(
                 f"Run {spec.run_id} was planned for seq_len={spec.seq_len} but the data "
                 f"windows are {self.data.seq_len} long; re-plan or set train.seq_len."
             )
-        if self.spawn is not None and self.world.size == 1 and self.cfg.devices_per_run > 1:
-            return self.spawn(self, spec, rdir, schedule, tokens_per_step, state)
-        seed = run_seed(self.cfg.seed, spec.run_id)
+        seed = run_seed(self.cfg.seed, seed_key(self.model_target, spec, self.cfg))
         torch.manual_seed(seed)
         self.data.seed(seed)
         model = self.model_cls(**spec.model_kwargs)  # built on CPU: same init everywhere
@@ -226,17 +255,42 @@ class TrainingRunner:
         opt = make_optimizer(model, schedule.peak, self.cfg, self.device)
         fwd = self.world.wrap(model, self.device)  # DDP when K > 1
         fwd = torch.compile(fwd) if use_compile(self.cfg.compile, self.device, spec.flops) else fwd
+        return model, fwd, opt
+
+    def _restore(self, ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+                 state: dict[str, Any]) -> None:
+        """Model, optimizer, data sampler, RNG and loop state from a checkpoint."""
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        self.data.load_state_dict(ckpt["data"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+        state.update(ckpt["state"])
+
+    def _train(self, spec: RunSpec, rdir: Path, schedule: Schedule, tokens_per_step: float,
+               state: dict[str, Any], start: tuple[str, Path] | None = None) -> float:
+        """Build the model and optimizer, resume from the checkpoint if any (else from the
+        trunk's branch checkpoint ``start``), train; final_loss. With
+        ``train.devices_per_run`` K > 1 on one machine, K spawned ranks train it instead."""
+        if self.spawn is not None and self.world.size == 1 and self.cfg.devices_per_run > 1:
+            return self.spawn(self, spec, rdir, schedule, tokens_per_step, state)
+        model, fwd, opt = self._build(spec, schedule)
         ckpt_path = rdir / CHECKPOINT_FILE
         ckpt = rundir.load_checkpoint(ckpt_path)
         if ckpt is not None and ckpt.get("fingerprint") == self._fingerprint(spec):
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            self.data.load_state_dict(ckpt["data"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
-            state.update(ckpt["state"])
+            self._restore(ckpt, model, opt, state)
             state["resumed"] += 1
+        elif start is not None:
+            trunk_id, branch_path = start
+            ckpt = rundir.load_checkpoint(branch_path)
+            if ckpt is None or ckpt.get("fingerprint") != self.trunk_fingerprint(trunk_id, spec):
+                raise FlopsFitError(f"The branch checkpoint {branch_path} of {spec.run_id} is "
+                                    "missing or from other settings; train again to rebuild it.")
+            self._restore(ckpt, model, opt, state)
+            state.update(resumed=0, prior_wall_s=0.0)  # the trunk's time is not this run's wall
+            rundir.copy_metrics_prefix(branch_path.parent / METRICS_FILE, rdir / METRICS_FILE,
+                                       state["step"])
         writer = self.world.is_writer
         metrics = _open_metrics(rdir / METRICS_FILE, state["step"]) if writer else io.StringIO()
         self.tracker = RunTracker.open(self.cfg.loggers if writer else [], rdir.parent.parent,
@@ -294,7 +348,7 @@ class TrainingRunner:
             compile=use_compile(cfg.compile, self.device, spec.flops),
             threads=torch.get_num_threads(),  # at the end of the run
             thread_switches=self.tuner.switches - switches0 if self.tuner is not None else 0,
-            seed=run_seed(cfg.seed, spec.run_id),
+            seed=run_seed(cfg.seed, seed_key(self.model_target, spec, cfg)),
             resumed=state["resumed"],
             model=self.model_target,
             model_kwargs=spec.model_kwargs,
@@ -308,10 +362,17 @@ class TrainingRunner:
 
     def _loop(self, spec: RunSpec, model: nn.Module, fwd: nn.Module,
               opt: torch.optim.Optimizer, schedule: Schedule, tokens_per_step: float,
-              state: dict[str, Any], metrics: IO[str], ckpt_path: Path) -> float:
-        """The training loop from ``state['step']`` to ``spec.steps``; returns final_loss."""
+              state: dict[str, Any], metrics: IO[str], ckpt_path: Path, end: int | None = None,
+              fingerprint: dict[str, Any] | None = None) -> float | None:
+        """The training loop from ``state['step']`` to ``spec.steps``; returns final_loss.
+
+        ``end``: stop after that step instead (a trunk segment: no final evaluation, None).
+        """
         cfg, steps = self.cfg, spec.steps
+        stop_at = steps if end is None else end
+        reporter = self.reporter if end is None else None  # a trunk logs a few lines instead
         log_every = max(1, cfg.log_every)
+        trunk_every = max(log_every, (stop_at - state["step"]) // 4 // log_every * log_every)
         eval_every = cfg.eval_every if cfg.eval_every > 0 else max(1, steps // 10)
         # periodic val points: a cheap slice of the fixed val windows (final_loss uses all)
         periodic_tokens = min(cfg.eval_tokens, cfg.periodic_eval_tokens,
@@ -322,12 +383,13 @@ class TrainingRunner:
         t_last_ckpt = time.monotonic()
         t0, step0 = time.perf_counter(), state["step"]
         t_seg = t0  # train time is counted without evaluation
-        if self.reporter is not None:
-            self.reporter.start_run(spec, state["step"])
+        if reporter is not None:
+            reporter.start_run(spec, state["step"], "resuming at step" if state["resumed"]
+                               else "its cooldown from the trunk's branch point at step")
         flops_reported = state["step"] * tokens_per_step * spec.flops_per_token
         try:
             with interrupts.deferred() as stop:
-                for step in range(state["step"], steps):
+                for step in range(state["step"], stop_at):
                     lr = schedule.lr(step)
                     for g in opt.param_groups:
                         g["lr"] = lr
@@ -369,23 +431,30 @@ class TrainingRunner:
                         metrics.write(line.to_json() + "\n")
                         metrics.flush()
                         self.tracker.log(line)
-                        if self.reporter is not None:
+                        if reporter is not None:
                             tps = (done - step0) * tokens_per_step / max(now - t0, 1e-9)
                             eta = (steps - done) * tokens_per_step / max(tps, 1e-9)
-                            self.reporter.update(done, train_loss, tps, flops_now - flops_reported,
-                                                 eta)
+                            reporter.update(done, train_loss, tps, flops_now - flops_reported,
+                                            eta)
                             flops_reported = flops_now
+                        elif self.reporter is not None and done % trunk_every == 0:
+                            tps = (done - step0) * tokens_per_step / max(now - t0, 1e-9)
+                            self.reporter.log(f"{spec.run_id} step {done}/{stop_at} loss "
+                                              f"{train_loss:.4f} {tps:,.0f} tok/s")
                         t_seg = time.perf_counter()
-                    if done < steps and time.monotonic() - t_last_ckpt >= cfg.checkpoint_every_s:
-                        self._save(ckpt_path, spec, model, opt, state, t_seg)
+                    if done < stop_at and \
+                            time.monotonic() - t_last_ckpt >= cfg.checkpoint_every_s:
+                        self._save(ckpt_path, spec, model, opt, state, t_seg, fingerprint)
                         t_last_ckpt = time.monotonic()
                     if self.on_step is not None:
                         self.on_step(done)
                     if self.world.any(stop.signum is not None, self.device):  # Ctrl-C/SIGTERM
-                        if done < steps:
-                            self._save(ckpt_path, spec, model, opt, state, t_seg)
+                        if done < stop_at:
+                            self._save(ckpt_path, spec, model, opt, state, t_seg, fingerprint)
                         stop.raise_now()
                 state["train_time_s"] += time.perf_counter() - t_seg
+                if end is not None:  # a trunk segment: its caller saves the branch checkpoint
+                    return None
                 final = self.evaluate(model, self.cfg.eval_tokens)
                 _check_loss(final, state["initial_loss"], cfg.diverge_factor, steps)
                 last = MetricsLine(step=steps, tokens=spec.num_tokens, flops=spec.flops,
@@ -397,7 +466,8 @@ class TrainingRunner:
             metrics.close()
 
     def _save(self, path: Path, spec: RunSpec, model: nn.Module, opt: torch.optim.Optimizer,
-              state: dict[str, Any], t_seg: float) -> None:
+              state: dict[str, Any], t_seg: float,
+              fingerprint: dict[str, Any] | None = None) -> None:
         if not self.world.is_writer:  # rank 0 saves for every rank
             return
         st = dict(state)
@@ -405,7 +475,7 @@ class TrainingRunner:
         st["prior_wall_s"] = state["prior_wall_s"] + (time.perf_counter() - self._t_wall)
         rundir.save_checkpoint(path, {
             "format": CHECKPOINT_FORMAT,
-            "fingerprint": self._fingerprint(spec),
+            "fingerprint": fingerprint or self._fingerprint(spec),
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "data": self.data.state_dict(),

@@ -1,0 +1,205 @@
+"""train.schedule=wsd and train.reuse: schedule shapes, trunks, branch equivalence, accounting,
+sharding by trunk (the kill -9 test is tests/test_reuse_kill.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import replace
+
+import pytest
+from rich.console import Console
+
+from flops_fit.config import DatasetConfig, Settings, TrainConfig
+from flops_fit.data import build_data
+from flops_fit.errors import FlopsFitError
+from flops_fit.models.gpt import GPT
+from flops_fit.planner import plan_sweep
+from flops_fit.schedule import Schedule, branch_step, lr_at, wsd_lr_at
+from flops_fit.stages import make_plan
+from flops_fit.sweep import train_stage
+from flops_fit.trunks import flops_spent, group_trunks, shard_trunks, sweep_cost
+
+GPT_KW = {"vocab_size": 256, "seq_len": 32, "head_dim": 16, "width_per_layer": 32}
+DATA = DatasetConfig(max_bytes=400_000)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(batch_size=8, seq_len=32, eval_tokens=2048, periodic_eval_tokens=512,
+                log_every=5, device="cpu", threads=1, schedule="wsd", warmup_min_steps=5)
+    return TrainConfig(**{**base, **kw})
+
+
+def _plan():
+    """Three budgets x widths 16 and 32 (24 is not a distinct size): two trunks of three runs
+    (21-85 steps for width 16, 7-28 for width 32)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return plan_sweep(GPT, "width", dict(GPT_KW), [4e8, 8e8, 1.6e9], sizes=[16, 24, 32],
+                          sizes_per_budget=3, tokens_per_param=50, batch_size=8, seq_len=32,
+                          min_steps=5)
+
+
+def _quiet() -> Console:
+    return Console(file=open(os.devnull, "w"), force_terminal=False)  # noqa: SIM115
+
+
+# -- schedule -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["1-sqrt", "linear"])
+@pytest.mark.parametrize("steps", [150, 400, 1001])
+def test_wsd_warms_up_holds_then_cools_down_to_min(shape, steps):
+    cfg = TrainConfig(schedule="wsd", warmup_min_steps=20, cooldown_fraction=0.2,
+                      cooldown_shape=shape, min_lr_ratio=0.1)
+    peak = 3e-3
+    s = Schedule.for_run(cfg, steps, peak)
+    lrs = [s.lr(i) for i in range(steps)]
+    assert s.warmup == 20  # the floor, whatever the length
+    assert s.cooldown == round(0.2 * steps) and s.branch == branch_step(steps, cfg)
+    warm, hold, cool = lrs[:20], lrs[20:s.branch], lrs[s.branch:]
+    assert all(0 < a < b < peak for a, b in zip(warm, warm[1:], strict=False))
+    assert hold and all(x == peak for x in hold)  # constant peak: shared by every length
+    assert all(a > b for a, b in zip(cool, cool[1:], strict=False)) and cool[0] < peak
+    assert lrs[-1] == pytest.approx(0.1 * peak, rel=1e-12)
+    mid = cool[len(cool) // 2 - 1]  # p = 1/2
+    frac = (mid / peak - 0.1) / 0.9
+    assert frac == pytest.approx(1 - math.sqrt(0.5) if shape == "1-sqrt" else 0.5, abs=0.02)
+    assert f"{shape} cooldown over the last {s.cooldown} steps" in s.describe()
+
+
+def test_wsd_steps_before_the_branch_do_not_depend_on_length():
+    cfg = TrainConfig(schedule="wsd", warmup_min_steps=100)
+    a, b = Schedule.for_run(cfg, 300, 1e-2), Schedule.for_run(cfg, 3000, 1e-2)
+    assert [a.lr(i) for i in range(a.branch)] == [b.lr(i) for i in range(a.branch)]
+    assert wsd_lr_at(2999, 3000, 1e-2, 100, 600, 0.1) == pytest.approx(1e-3)
+
+
+def test_wsd_refuses_a_run_too_short_for_warmup_and_cooldown():
+    cfg = TrainConfig(schedule="wsd", warmup_min_steps=100)
+    with pytest.raises(FlopsFitError, match="too short for train.schedule=wsd.*warmup_min_steps"):
+        Schedule.for_run(cfg, 120, 1e-2)
+    Schedule.for_run(cfg, 125, 1e-2)  # 100 + 25 fits
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_cosine_run_whose_warmup_reaches_the_end_still_ends_at_min(steps):
+    cfg = TrainConfig(warmup_fraction=0.5, warmup_min_steps=100, min_lr_ratio=0.1)
+    s = Schedule.for_run(cfg, steps, 1e-2)
+    assert s.lr(steps - 1) == pytest.approx(1e-3)
+    assert lr_at(steps - 1, steps, 1e-2, 0.5, 0.1, 100) == pytest.approx(1e-3)
+
+
+def test_wsd_settings_are_checked():
+    for bad, needle in [({"schedule": "step"}, "train.schedule"),
+                        ({"cooldown_shape": "cos"}, "train.cooldown_shape"),
+                        ({"cooldown_fraction": 0.0}, "train.cooldown_fraction"),
+                        ({"reuse": True}, "train.reuse=true needs train.schedule=wsd")]:
+        with pytest.raises(FlopsFitError, match=needle):
+            TrainConfig(**bad).check()
+    # cosine plans keep their identity: the wsd keys only count under wsd
+    assert "cooldown_fraction" not in TrainConfig().trajectory()
+    assert TrainConfig(schedule="wsd").trajectory()["cooldown_shape"] == "1-sqrt"
+
+
+# -- trunks and accounting ------------------------------------------------------------------
+
+
+def test_trunks_group_runs_that_differ_only_in_length():
+    plan = _plan()
+    cfg = _cfg(reuse=True)
+    trunks = group_trunks(plan, cfg)
+    assert len(trunks) == 2
+    for t in trunks:
+        assert len({json.dumps(r.model_kwargs, sort_keys=True) for r in t.runs}) == 1
+        assert list(t.branches) == sorted(t.branches)
+        assert len({r.compute_budget for r in t.runs}) == 3
+    assert sorted(r.run_id for t in trunks for r in t.runs) == sorted(r.run_id for r in plan.runs)
+    # flops_spent: the longest branch's trunk once, plus every cooldown
+    spent = flops_spent(plan, cfg)
+    for t in trunks:
+        fps = t.flops_per_step
+        cooldowns = sum(r.steps - b for r, b in zip(t.runs, t.branches, strict=True))
+        want = fps * (t.branches[-1] + cooldowns)
+        assert sum(spent[r.run_id] for r in t.runs) == pytest.approx(want)
+        assert spent[t.runs[0].run_id] == pytest.approx(t.runs[0].flops)  # first: all of it
+    assert flops_spent(plan, _cfg()) == {r.run_id: r.flops for r in plan.runs}  # no reuse
+
+
+def test_sweep_cost_of_the_default_plan():
+    plan = make_plan(Settings())
+    separate, reused = sweep_cost(plan, TrainConfig())  # reuse priced whatever cfg says
+    assert separate == pytest.approx(sum(r.flops for r in plan.runs))
+    assert 0.5 < reused / separate <= 0.7
+    assert sweep_cost(plan, TrainConfig(cooldown_fraction=0.1))[1] < reused
+
+
+def test_shards_split_by_trunk_balanced_by_compute():
+    trunks = group_trunks(make_plan(Settings()), TrainConfig(schedule="wsd", reuse=True))
+    for n in (2, 3):
+        shards = shard_trunks(trunks, n)
+        ids = [t.trunk_id for s in shards for t in s]
+        assert sorted(ids) == sorted(t.trunk_id for t in trunks)  # each trunk exactly once
+        loads = [sum(t.cost() for t in s) for s in shards]
+        assert max(loads) - min(loads) <= max(t.cost() for t in trunks)  # LPT bound
+
+
+def test_reused_runs_equal_standalone_wsd_runs(tmp_path):
+    """The 1e-5 test: a reused run IS the standalone wsd run (CPU, one thread)."""
+    plan, data = _plan(), build_data(DATA, 32)
+    alone = {r["run_id"]: r for r in
+             train_stage(tmp_path / "alone", plan, GPT, data, _cfg(), console=_quiet())}
+    reused = train_stage(tmp_path / "reuse", plan, GPT, data, _cfg(reuse=True),
+                         console=_quiet())
+    assert len(reused) == len(plan.runs)
+    for r in reused:
+        a = alone[r["run_id"]]
+        assert r["status"] == a["status"] == "completed"
+        assert abs(r["final_loss"] - a["final_loss"]) <= 1e-5
+        assert r["seed"] == a["seed"] and r["flops"] == a["flops"]
+        assert a["flops_spent"] == a["flops"]
+        # the curve: the trunk's lines up to the branch, then the run's cooldown, no repeats
+        lines = [json.loads(x) for x in
+                 (tmp_path / "reuse" / "runs" / r["run_id"] / "metrics.jsonl").read_text()
+                 .splitlines()]
+        steps = [x["step"] for x in lines if not x.get("final")]
+        assert steps == sorted(set(steps)) and steps[-1] == r["steps"]
+    results = json.loads((tmp_path / "reuse" / "results.json").read_text())
+    assert all(r["flops_spent"] is not None for r in results)
+    ratio = sum(r["flops_spent"] for r in results) / sum(r["flops"] for r in results)
+    want = sum(flops_spent(plan, _cfg(reuse=True)).values()) / sum(r.flops for r in plan.runs)
+    assert ratio == pytest.approx(want) and ratio < 0.75
+    assert not list((tmp_path / "reuse").glob("trunks/*/*.pt"))  # cleaned up when done
+    again = train_stage(tmp_path / "reuse", plan, GPT, data, _cfg(reuse=True), console=_quiet())
+    assert [r["finished_at"] for r in again] == [r["finished_at"] for r in reused]
+
+
+def test_reuse_shards_train_whole_trunks(tmp_path):
+    plan, data = _plan(), build_data(DATA, 32)
+    cfg = _cfg(reuse=True, num_shards=2)
+    mine = [train_stage(tmp_path, plan, GPT, data, replace(cfg, shard=i), console=_quiet())
+            for i in range(2)]
+    ids = [{r["run_id"] for r in m} for m in mine]
+    assert not ids[0] & ids[1] and ids[0] | ids[1] == {r.run_id for r in plan.runs}
+    for t in group_trunks(plan, cfg):
+        assert {r.run_id for r in t.runs} <= ids[0] or {r.run_id for r in t.runs} <= ids[1]
+    assert len(list((tmp_path / "trunks").iterdir())) == 2
+
+
+def test_wsd_refuses_a_plan_with_too_short_runs_before_writing(tmp_path):
+    with pytest.raises(FlopsFitError, match="too short for train.schedule=wsd"):
+        train_stage(tmp_path, _plan(), GPT, build_data(DATA, 32), _cfg(warmup_min_steps=50))
+    assert not list(tmp_path.iterdir())
+
+
+def test_report_states_the_compute_saving():
+    from flops_fit.report_sections import compute_line, runs_section
+
+    recs = [{"run_id": "a", "status": "completed", "flops": 4.0, "flops_spent": 4.0},
+            {"run_id": "b", "status": "completed", "flops": 8.0, "flops_spent": 4.0}]
+    assert compute_line(recs) == (" Compute: 8 FLOPs executed for 12 FLOPs of runs (0.67x, 33% "
+                                  "saved by sharing trunks (train.reuse)).")
+    assert "33% saved" in runs_section(recs)
+    assert compute_line([{"run_id": "a", "flops": 4.0}]) == ""  # older records: no line
