@@ -110,7 +110,7 @@ def build_cache(folder: Path, make: Callable[[Path], dict[str, Any]]) -> dict[st
     (which must include ``dtype``).
     """
     meta = folder / DATA_META_FILE
-    with file_lock(folder.parent / (folder.name + ".build")):
+    with file_lock(folder.parent / ("." + folder.name)):  # data/.tok-<key>.lock
         if not meta.is_file():
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write_json(meta, make(folder))

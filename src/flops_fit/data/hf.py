@@ -45,6 +45,7 @@ def _datasets() -> Any:
             "dataset=hf needs the Hugging Face datasets package; install it with "
             "pip install 'flops-fit[hf]'."
         ) from None
+    datasets.disable_progress_bars()  # flops-fit prints its own progress
     return datasets
 
 
