@@ -271,6 +271,6 @@ def test_depth_sized_model_plans_without_building_huge_models(monkeypatch):
     monkeypatch.setattr(flops_fit.planner, "count_params", counting)
     monkeypatch.setattr(flops_fit.contracts, "count_params", counting)
     plan = flops_fit.find_optimal(DeepGPT, "n_layer", {"vocab_size": 256, "seq_len": 64},
-                                  compute_budgets=[1e11, 3e11], min_steps=20)
-    assert plan.runs and max(built) < 1000  # 3e11 FLOPs train <5M params: ~400 layers
+                                  compute_budgets=[1e10, 3e10], min_steps=20)
+    assert plan.runs and max(built) < 100  # 3e10 FLOPs train <0.5M params: ~40 layers
     assert max(r.size_value for r in plan.runs) <= max(built)
