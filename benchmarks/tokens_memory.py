@@ -76,7 +76,8 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ff-tokens-mem-"))
     try:
-        sizes = {"small (20 MB)": 20 << 20, f"big ({args.big_gb:g} GB)": int(args.big_gb * (1 << 30))}
+        big = int(args.big_gb * (1 << 30))
+        sizes = {"small (20 MB)": 20 << 20, f"big ({args.big_gb:g} GB)": big}
         rows = []
         for label, n_bytes in sizes.items():
             folder = root / label.split()[0]

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.conftest import run_cli
+from tests.helpers_run import one_sentence
 
 import flops_fit
 from flops_fit.config import (
@@ -25,8 +27,6 @@ from flops_fit.errors import FlopsFitError
 from flops_fit.layout import DATA_DIR, TOKENIZER_FILE
 from flops_fit.models.gpt import GPT
 from flops_fit.stages import make_plan
-from tests.conftest import run_cli
-from tests.helpers_run import one_sentence
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "own_config"

@@ -18,5 +18,6 @@ class TokenWindows(Dataset):
         return (len(self.ids) - 1) // self.seq_len
 
     def __getitem__(self, i: int):
-        w = torch.from_numpy(self.ids[i * self.seq_len: (i + 1) * self.seq_len + 1].astype(np.int64))
+        window = self.ids[i * self.seq_len: (i + 1) * self.seq_len + 1]  # (seq_len + 1,)
+        w = torch.from_numpy(window.astype(np.int64))
         return w[:-1], w[1:]  # (seq_len,), (seq_len,)
