@@ -32,15 +32,15 @@ import torch
 torch.set_num_threads(1)
 folder, steps = sys.argv[1], int(sys.argv[2])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-data = build_data(TokensDatasetConfig(path=folder, dtype="uint16", vocab_size=50304), 128, 16)
-model = GPT(width=64, vocab_size=50304, seq_len=128)
+data = build_data(TokensDatasetConfig(path=folder, dtype="uint16", vocab_size=8192), 128, 16)
+model = GPT(width=64, vocab_size=8192, seq_len=128)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 data.seed(0)
 for _ in range(steps):
     x, y = data.train_batch(16)
     loss = default_loss_fn(model(x), y)
     opt.zero_grad(); loss.backward(); opt.step()
-val = sum(default_loss_fn(model(x), y).item() for x, y in data.val_batches(65536, 16))
+val = sum(default_loss_fn(model(x), y).item() for x, y in data.val_batches(16384, 16))
 print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "before_kb": before, "train_tokens": data.train_size,
                   "loss": float(loss)}))
@@ -57,10 +57,10 @@ def write_tokens(folder: Path, n_bytes: int, stripe: int = 1 << 20, gap: int = 6
     ids = np.memmap(folder / "train.bin", dtype=np.uint16, mode="r+")
     for start in range(0, n, gap // 2):  # real ids, written in chunks
         stop = min(n, start + stripe // 2)
-        ids[start:stop] = rng.integers(0, 50304, stop - start, dtype=np.uint16)
+        ids[start:stop] = rng.integers(0, 8192, stop - start, dtype=np.uint16)
     ids.flush()
     del ids
-    rng.integers(0, 50304, 1 << 20, dtype=np.uint16).tofile(folder / "val.bin")
+    rng.integers(0, 8192, 1 << 20, dtype=np.uint16).tofile(folder / "val.bin")
 
 
 def measure(folder: Path, steps: int) -> dict:
@@ -72,7 +72,7 @@ def measure(folder: Path, steps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--big-gb", type=float, default=2.0)
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ff-tokens-mem-"))
     try:
