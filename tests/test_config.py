@@ -13,6 +13,15 @@ GROUPS = ["model", "dataset", "budgets", "train", "analysis"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
+#: the keys an option leaves to the user (``???``)
+REQUIRED = {
+    ("model", "custom"): ["model._target_=flops_fit.models.mlp_lm.MLPLM",
+                          "model.size_param=hidden", "+model.kwargs.vocab_size=256"],
+    ("dataset", "tokens"): ["dataset.vocab_size=256"],
+    ("dataset", "custom"): ["dataset._target_=mydata.Pairs"],
+}
+
+
 def _compose(command="plan", overrides=()):
     with initialize_config_module(config_module="flops_fit.conf", version_base="1.3"):
         return compose(config_name=command, overrides=list(overrides), return_hydra_config=False)
@@ -25,8 +34,9 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_option_composes_into_settings(group, option, tmp_path):
-    overrides = [f"{group}={option}", f"run_dir={tmp_path}"]
-    if (group, option) == ("dataset", "text_files"):
+    overrides = [f"{group}={option}", f"run_dir={tmp_path}",
+                 *REQUIRED.get((group, option), ())]
+    if group == "dataset" and option in ("text_files", "tokens", "hf"):
         overrides.append(f"dataset.path={tmp_path}")
     cfg = _compose("plan", overrides)
     s = settings_from_cfg(cfg)

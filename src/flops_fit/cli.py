@@ -41,6 +41,15 @@ COMMANDS: dict[str, str] = {
 CONFIG_PATH = "conf"
 
 
+def _vocab(tokenizer: str, bpe_vocab_size: int) -> int:
+    """``dataset.vocab_size`` of a text dataset: 256 for bytes, the BPE's size for bpe, else
+    0 (a tokenizer.json: the user sets it; :meth:`DatasetConfig.check` says so)."""
+    return {"bytes": 256, "bpe": int(bpe_vocab_size)}.get(str(tokenizer), 0)
+
+
+OmegaConf.register_new_resolver("flops_fit.vocab", _vocab, replace=True)
+
+
 def settings_from_cfg(cfg: DictConfig) -> Settings:
     """Hydra config -> checked plain Settings (one dataclass per group)."""
     try:

@@ -13,14 +13,28 @@ from __future__ import annotations
 import math
 import re
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
+from flops_fit.config_datasets import (
+    DATASET_CLASSES,
+    AnyDatasetConfig,
+    CustomDatasetConfig,
+    DatasetConfig,
+    HFDatasetConfig,
+    TokensDatasetConfig,
+    dataset_class,
+)
 from flops_fit.errors import FlopsFitError
 from flops_fit.reading import from_mapping, import_model_class, need
+
+__all__ = ["DATASET_CLASSES", "AnalysisConfig", "AnyDatasetConfig", "BudgetsConfig",
+           "CustomDatasetConfig", "DatasetConfig", "HFDatasetConfig", "ModelConfig",
+           "PredictConfig", "Settings", "TokensDatasetConfig", "TrainConfig", "ValidateConfig",
+           "dataset_class", "settings_from_mapping"]
 
 #: find-optimal predicts for this multiple of the largest budget when predict.budget is null
 PREDICT_MULTIPLE = 100.0
@@ -50,24 +64,31 @@ class ModelConfig:
 
     _target_: str = "flops_fit.models.gpt.GPT"
     size_param: str = "width"
-    size_min: int = 16
-    size_max: int = 1024
-    size_step: int = 16
+    size_min: int | None = 16  # null (model=custom): the default grid, bounded by the budgets
+    size_max: int | None = 1024
+    size_step: int | None = 16
     kwargs: dict[str, Any] = field(default_factory=lambda: dict(_GPT_KWARGS))
 
     def model_cls(self) -> type[nn.Module]:
         """The model class (checked to be an ``nn.Module`` subclass)."""
         return import_model_class(self._target_)
 
-    def sizes(self) -> list[int]:
-        """Candidate values of the size parameter."""
+    def sizes(self) -> list[int] | None:
+        """Candidate values of the size parameter (None: the planner's default grid)."""
         self.check()
+        if self.size_min is None:
+            return None
         return list(range(self.size_min, self.size_max + 1, self.size_step))
 
     def check(self) -> None:
         """One sentence for an impossible size range."""
         need(bool(self.size_param), "model.size_param is empty; name the constructor argument "
               "that sets the model's size, e.g. model.size_param=width.")
+        unset = [k for k in ("size_min", "size_max", "size_step") if getattr(self, k) is None]
+        if unset:
+            need(len(unset) == 3, f"model.{unset[0]} is null but other size keys are set; set "
+                  "all of size_min, size_max and size_step, or none (the default grid).")
+            return
         if self.size_step < 1 or self.size_min < 1 or self.size_max < self.size_min:
             raise FlopsFitError(
                 f"model size range {self.size_min}..{self.size_max} step {self.size_step} is "
@@ -78,33 +99,6 @@ class ModelConfig:
         """What plan.json records of the model (``plan.model``)."""
         return {"_target_": self._target_, "size_param": self.size_param,
                 "kwargs": dict(self.kwargs)}
-
-
-@dataclass
-class DatasetConfig:
-    """``conf/dataset/*.yaml``: the built-in stdlib corpus or a user's text files (byte level)."""
-
-    name: str = "stdlib"
-    path: str | None = None  # a text file or folder for name=text_files
-    pattern: str = "*.py"  # which files of a folder to read
-    max_bytes: int = 32_000_000  # cap on the corpus held in memory
-    val_fraction: float = 0.05  # share of files held out for validation
-    vocab_size: int = 256
-
-    def check(self) -> None:
-        """One sentence for each impossible setting."""
-        need(self.name in ("stdlib", "text_files"),
-              f"dataset.name={self.name!r} is unknown; use stdlib or text_files.")
-        need(self.name != "text_files" or bool(self.path),
-              "dataset=text_files needs dataset.path=/your/text/folder.")
-        need(self.max_bytes >= 1, f"dataset.max_bytes={self.max_bytes} must be at least 1.")
-        need(0 < self.val_fraction < 1,
-              f"dataset.val_fraction={self.val_fraction} must lie strictly between 0 and 1.")
-        need(self.vocab_size >= 1, f"dataset.vocab_size={self.vocab_size} must be at least 1.")
-
-    def identity(self) -> dict[str, Any]:
-        """What plan.json records of the data (``plan.settings["dataset"]``)."""
-        return asdict(self)
 
 
 @dataclass
@@ -466,7 +460,7 @@ class Settings:
 
     run_dir: Path = Path("outputs/default")
     model: ModelConfig = field(default_factory=ModelConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    dataset: AnyDatasetConfig = field(default_factory=DatasetConfig)
     budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
@@ -497,8 +491,8 @@ class Settings:
         """The model class: the one given from Python, else ``model._target_`` imported."""
         return self.model_cls if self.model_cls is not None else self.model.model_cls()
 
-    def candidate_sizes(self) -> list[int]:
-        """The size values the planner may choose."""
+    def candidate_sizes(self) -> list[int] | None:
+        """The size values the planner may choose (None: its default grid)."""
         return list(self.sizes) if self.sizes else self.model.sizes()
 
 
@@ -527,6 +521,10 @@ def settings_from_mapping(c: dict[str, Any]) -> Settings:
     extend = c.get("extend", False)
     need(isinstance(extend, bool), f"extend={extend!r} is not true or false.")
     groups = {name: from_mapping(cls, c.get(name) or {}, name)
-              for name, cls in Settings.GROUPS.items()}
+              for name, cls in Settings.GROUPS.items() if name != "dataset"}
+    dataset = c.get("dataset") or {}
+    cls = dataset_class(dataset.get("name", "stdlib")) if isinstance(dataset, dict) else \
+        DatasetConfig
+    groups["dataset"] = from_mapping(cls, dataset, "dataset")
     return Settings(run_dir=Path(run_dir), overwrite=overwrite, extend=extend,
                     **groups).check()

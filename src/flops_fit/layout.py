@@ -16,6 +16,10 @@
     validation/                    the validation runs: a run directory of their own
     plots/*.png|svg, report.html   the pictures
     tensorboard/, mlruns/, wandb/  train.loggers (loggers.py); ids in runs/<id>/trackers.json
+    data/<key>/                    tokenized data cache (dataset.tokenizer=bpe, dataset=hf):
+        tokenizer.json             the trained BPE (Hugging Face tokenizers format)
+        train.bin, val.bin         token ids, memory-mapped like dataset=tokens
+        meta.json                  written last: the cache is complete (dtype, counts)
 
 A run id names a folder, so it is checked against :data:`RUN_ID_PATTERN` before any path is
 made from it: a plan.json from elsewhere can never make flops-fit write outside its run
@@ -48,6 +52,11 @@ PLOTS_DIR = "plots"
 REPORT_FILE = "report.html"
 TENSORBOARD_DIR = "tensorboard"  # <run_dir>/tensorboard/<run_id>: event files (loggers.py)
 TRACKERS_FILE = "trackers.json"  # runs/<run_id>/ and analysis/: the loggers' entry ids
+DATA_DIR = "data"
+TOKENIZER_FILE = "tokenizer.json"
+TRAIN_TOKENS_FILE = "train.bin"  # also the names dataset=tokens reads
+VAL_TOKENS_FILE = "val.bin"
+DATA_META_FILE = "meta.json"
 
 # letters, digits and . _ + - ; not starting with a dot (no "..", no hidden names, no slashes)
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
@@ -133,6 +142,10 @@ class Layout:
     @property
     def report(self) -> Path:
         return self.root / REPORT_FILE
+
+    def data_cache(self, key: str) -> Path:
+        """``data/<key>``: one tokenized dataset (key: a hash of its settings)."""
+        return self.root / DATA_DIR / check_run_id(key)
 
 
 def layout(run_dir: str | Path) -> Layout:

@@ -256,6 +256,17 @@ def default_size_grid(largest: int = 65536) -> list[int]:
     return sorted(grid)
 
 
+#: slack of :func:`trainable_params`: a model's FLOPs per token can fall below 6N (embedding
+#: lookups are free), so sizes up to this factor past the 6N bound are still counted
+TRAINABLE_SLACK = 4.0
+
+
+def trainable_params(largest_budget: float, tokens_per_step: int, min_steps: int) -> float:
+    """The largest N worth counting: ``TRAINABLE_SLACK`` x the N whose ``min_steps`` steps of
+    ``tokens_per_step`` tokens cost the largest budget at 6 FLOPs per parameter and token."""
+    return TRAINABLE_SLACK * largest_budget / (6.0 * tokens_per_step * max(1, min_steps))
+
+
 def _run_id(budget: float, size_param: str, size: int, payload: dict[str, Any]) -> str:
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return f"C{budget:.2e}_{size_param}{size}_{digest[:8]}".replace("+", "")
@@ -324,10 +335,18 @@ def plan_sweep(
         raise FlopsFitError("sizes_per_budget must be at least 3 to fit a parabola per budget.")
     if span <= 1:
         raise FlopsFitError("span must be greater than 1 (sizes cover N*/span .. N*·span).")
-    sizes = sorted(set(sizes or default_size_grid()))
-    validate_model_contract(model_cls, size_param, model_kwargs, sizes=sizes)
+    if example_input is None:  # a language model: one sample is seq_len tokens
+        if "seq_len" in _init_params(model_cls):
+            model_kwargs.setdefault("seq_len", seq_len)
+        example_input = torch.zeros(1, seq_len, dtype=torch.long)
+    is_tokens = example_input.dim() > 1 and not example_input.dtype.is_floating_point
+    tokens_per_step = batch_size * (example_input.shape[1] if is_tokens else 1)
 
-    # N(size) for every candidate, on the meta device; sizes the model rejects are skipped
+    # N(size) for the candidates, on the meta device, smallest first; sizes the model rejects
+    # are skipped, and the walk stops at sizes no budget can train (so a depth-sized model's
+    # 65,536-layer end of the default grid is never built)
+    sizes = sorted(set(sizes or default_size_grid()))
+    n_cap = trainable_params(max(budgets), tokens_per_step, min_steps)
     valid: list[int] = []
     n_total: list[int] = []
     for s in sizes:
@@ -337,13 +356,11 @@ def plan_sweep(
             continue
         valid.append(s)
         n_total.append(n)
+        if n > n_cap and len(valid) >= 2:
+            break
+    validate_model_contract(model_cls, size_param, model_kwargs,
+                            sizes=valid or sizes[:8])
     log_n = np.log(np.asarray(n_total, dtype=float))
-    if example_input is None:  # a language model: one sample is seq_len tokens
-        if "seq_len" in _init_params(model_cls):
-            model_kwargs.setdefault("seq_len", seq_len)
-        example_input = torch.zeros(1, seq_len, dtype=torch.long)
-    is_tokens = example_input.dim() > 1 and not example_input.dtype.is_floating_point
-    tokens_per_step = batch_size * (example_input.shape[1] if is_tokens else 1)
 
     notes: list[str] = []
     runs: list[RunSpec] = []

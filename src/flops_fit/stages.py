@@ -19,9 +19,9 @@ from rich.markup import escape
 
 from flops_fit.adaptive import extend_plan
 from flops_fit.analyzer import run_analysis
-from flops_fit.config import PredictConfig, Settings
+from flops_fit.config import CustomDatasetConfig, DatasetConfig, PredictConfig, Settings
 from flops_fit.contracts import validate_loss_fn
-from flops_fit.data import as_data_source, build_data
+from flops_fit.data import as_data_source, build_custom, build_data, custom_loss
 from flops_fit.devices import pick_cuda_device, release_devices, resolve_device
 from flops_fit.errors import FlopsFitError, TrainingFailedError
 from flops_fit.estimate import estimate_lines, probe_plan
@@ -48,26 +48,53 @@ def _data_identity(s: Settings) -> dict[str, Any]:
     return s.dataset.identity()
 
 
-def _data_source(s: Settings, seq_len: int, batch_size: int) -> Any:
+def _torch_data(s: Settings) -> Any:
+    """The user's torch data: given from Python, or built by ``dataset=custom``; else None."""
     if s.data is not None:
-        return as_data_source(s.data)
-    return build_data(s.dataset, seq_len, batch_size)
+        return s.data
+    if isinstance(s.dataset, CustomDatasetConfig):
+        return build_custom(s.dataset)
+    return None
+
+
+def _loss_fn(s: Settings) -> Any:
+    """The loss given from Python, or the one ``dataset=custom`` names (None: cross-entropy)."""
+    if s.loss_fn is not None:
+        return s.loss_fn
+    if s.data is None and isinstance(s.dataset, CustomDatasetConfig):
+        return custom_loss(s.dataset)
+    return None
+
+
+def _data_source(s: Settings, seq_len: int, batch_size: int) -> Any:
+    data = _torch_data(s)
+    if data is not None:
+        val_fraction = getattr(s.dataset, "val_fraction", 0.05) if s.data is None else 0.05
+        return as_data_source(data, val_fraction=val_fraction)
+    return build_data(s.dataset, seq_len, batch_size, cache_dir=s.run_dir)
 
 
 def _example(s: Settings) -> tuple[int, Any]:
     """The sample length and example input of the settings' data (None: token windows)."""
     seq_len, example = s.train.seq_len, None
-    if s.data is not None:  # the user's data fixes the sample shape
-        example = as_data_source(s.data).example_input()
+    data = _torch_data(s)
+    if data is not None:  # the user's data fixes the sample shape
+        example = as_data_source(data).example_input()
         is_tokens = example.dim() > 1 and not example.dtype.is_floating_point
         seq_len = int(example.shape[1]) if is_tokens else 1
     return seq_len, example
 
 
 def make_plan(s: Settings) -> SweepPlan:
-    """Plan the sweep the settings describe (nothing is written)."""
+    """Plan the sweep the settings describe (nothing is written but a tokenized-data cache).
+
+    The data is checked here, before anything trains: a missing or binary file, too little
+    data for a batch, a user dataset that breaks the contract.
+    """
     model_cls = s.resolved_model_cls()
     seq_len, example = _example(s)
+    if example is None and s.dataset != DatasetConfig():  # the built-in corpus needs no check
+        _data_source(s, seq_len, s.train.batch_size)
     context = {"dataset": _data_identity(s), "train": {**s.train.trajectory(),
                                                        "seq_len": seq_len}}
     with warnings.catch_warnings(record=True):  # the notes are in plan.warnings
@@ -168,17 +195,18 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     plan = plan_or_reconcile(s, console)
     model_cls = _model_cls_of(plan, s)
     train = s.train
-    if s.data is not None:  # the plan fixed the sample length of the user's data
+    if _torch_data(s) is not None:  # the plan fixed the sample length of the user's data
         train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
     data = _data_source(s, train.seq_len, train.batch_size)
-    if s.loss_fn is not None:
-        validate_loss_fn(s.loss_fn)
+    loss_fn = _loss_fn(s)
+    if loss_fn is not None:
+        validate_loss_fn(loss_fn)
     plan = extend_stage(s, plan, console)  # results of an earlier (sharded) train call
     # one free GPU per job (devices_per_run of them for a multi-device run), before CUDA starts
     train.device = pick_cuda_device(train.device, k=train.devices_per_run)
     try:
         records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
-                              loss_fn=s.loss_fn, console=console)
+                              loss_fn=loss_fn, console=console)
         # one process: train -> extend -> train the added runs, until nothing is added
         # (bounded by budgets.max_added per budget); shards extend at the next train
         while s.budgets.adaptive and train.num_shards == 1:
@@ -187,7 +215,7 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
             if len(plan.runs) == before:
                 break
             records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
-                                  loss_fn=s.loss_fn, console=console)
+                                  loss_fn=loss_fn, console=console)
     finally:
         release_devices()  # a reused launcher worker must not keep this job's GPU
     _check_failures(records, console)

@@ -53,14 +53,16 @@ def plan_validation(
     """
     size_param, kwargs = plan.model["size_param"], dict(plan.model.get("kwargs", {}))
     valid, counts = [], []
-    for s in sizes:
+    n_opt = float(prediction["optimal_params"])
+    for s in sorted(sizes):
         try:
             counts.append(count_params(model_cls, {**kwargs, size_param: s})[0])
             valid.append(s)
         except Exception:
             continue
+        if counts[-1] > 4 * spread * n_opt and len(valid) >= 2:
+            break  # larger sizes are not chosen: never build them (a depth-sized model)
     log_n = np.log(np.asarray(counts, dtype=float))
-    n_opt = float(prediction["optimal_params"])
     centre = _nearest(valid, log_n, n_opt)
     chosen = [centre]
     if neighbours:
