@@ -72,27 +72,28 @@ def check_run_id(run_id: object) -> str:
     return run_id
 
 
+def _path(*parts: str) -> property:
+    """A property: ``root / parts...``."""
+    return property(lambda self: self.root.joinpath(*parts))
+
+
 @dataclass(frozen=True)
 class Layout:
     """The paths of one run directory (``root``)."""
 
     root: Path
 
-    @property
-    def plan(self) -> Path:
-        return self.root / PLAN_FILE
-
-    @property
-    def probe(self) -> Path:
-        return self.root / PROBE_FILE
-
-    @property
-    def results(self) -> Path:
-        return self.root / RESULTS_FILE
-
-    @property
-    def runs(self) -> Path:
-        return self.root / RUNS_DIR
+    plan = _path(PLAN_FILE)
+    probe = _path(PROBE_FILE)
+    results = _path(RESULTS_FILE)
+    runs = _path(RUNS_DIR)
+    analysis_dir = _path(ANALYSIS_DIR)
+    laws = _path(ANALYSIS_DIR, LAWS_FILE)
+    history = _path(ANALYSIS_DIR, HISTORY_FILE)
+    validation = _path(ANALYSIS_DIR, VALIDATION_FILE)
+    validation_dir = _path(VALIDATION_DIR)
+    plots = _path(PLOTS_DIR)
+    report = _path(REPORT_FILE)
 
     def run(self, run_id: str) -> Path:
         """``runs/<run_id>``, after checking that the id is a safe folder name."""
@@ -114,34 +115,6 @@ class Layout:
     def branch_checkpoint(self, trunk_id: str, step: int) -> Path:
         """The trunk's state after ``step`` steps: where its runs' cooldowns start."""
         return self.trunk(trunk_id) / f"branch-{int(step):08d}.pt"
-
-    @property
-    def analysis_dir(self) -> Path:
-        return self.root / ANALYSIS_DIR
-
-    @property
-    def laws(self) -> Path:
-        return self.analysis_dir / LAWS_FILE
-
-    @property
-    def history(self) -> Path:
-        return self.analysis_dir / HISTORY_FILE
-
-    @property
-    def validation(self) -> Path:
-        return self.analysis_dir / VALIDATION_FILE
-
-    @property
-    def validation_dir(self) -> Path:
-        return self.root / VALIDATION_DIR
-
-    @property
-    def plots(self) -> Path:
-        return self.root / PLOTS_DIR
-
-    @property
-    def report(self) -> Path:
-        return self.root / REPORT_FILE
 
     def data_cache(self, key: str) -> Path:
         """``data/<key>``: one tokenized dataset (key: a hash of its settings)."""

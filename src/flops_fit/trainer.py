@@ -36,14 +36,11 @@ from __future__ import annotations
 import io
 import json
 import math
-import platform
 import time
 import traceback
-import zlib
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,7 +59,8 @@ from flops_fit.layout import CHECKPOINT_FILE, METRICS_FILE
 from flops_fit.loggers import RunTracker, run_hparams
 from flops_fit.planner import RunSpec
 from flops_fit.progress import Reporter
-from flops_fit.records import FINAL_STATUSES, MetricsLine, RunRecord
+from flops_fit.records import FINAL_STATUSES, MetricsLine
+from flops_fit.run_record import run_record, run_seed
 from flops_fit.schedule import Schedule, lr_at, lr_for_size, make_optimizer, warmup_steps
 from flops_fit.trunks import seed_key
 
@@ -93,11 +91,6 @@ def __getattr__(name: str) -> Any:
 def default_loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Next-token cross entropy: logits (B, T, V), target (B, T) -> scalar (in fp32)."""
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1))
-
-
-def run_seed(seed: int, run_id: str) -> int:
-    """A per-run seed that is stable across processes and machines."""
-    return (int(seed) + zlib.crc32(run_id.encode("utf-8"))) % 2**63
 
 
 def _precision(device: torch.device, dtype: str) -> tuple[Any, str]:
@@ -228,7 +221,7 @@ class TrainingRunner:
         except Exception as exc:  # the sweep goes on; the record says why
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc(limit=8)
-        record = self._record(spec, schedule, tokens_per_step, state, status, final_loss, error,
+        record = run_record(self, spec, schedule, tokens_per_step, state, status, final_loss, error,
                               tb, switches0)
         record.flops_spent = (flops_spent if flops_spent is not None else record.flops) \
             if status == "completed" else record.flops
@@ -301,64 +294,6 @@ class TrainingRunner:
                               ckpt_path)
         finally:
             self.tracker.close()
-
-    def _record(self, spec: RunSpec, schedule: Schedule, tokens_per_step: float,
-                state: dict[str, Any], status: str, final_loss: float | None, error: str | None,
-                tb: str | None, switches0: int) -> RunRecord:
-        """The run's ``result.json`` record, from its plan and what the run did."""
-        cfg = self.cfg
-        tokens = int(round(state["step"] * tokens_per_step))
-        train_time = state["train_time_s"]
-        return RunRecord(
-            run_id=spec.run_id,
-            status=status,
-            compute_budget=spec.compute_budget,
-            num_params=spec.num_params,
-            num_params_non_embedding=spec.num_params_non_embedding,
-            num_tokens=tokens,
-            flops=spec.flops_per_token * tokens,
-            flops_6nd=6.0 * spec.num_params * tokens,
-            final_loss=final_loss,
-            size_param=spec.size_param,
-            size_value=spec.size_value,
-            steps=spec.steps,
-            steps_done=state["step"],
-            batch_size=spec.batch_size,
-            seq_len=spec.seq_len,
-            tokens_per_param=tokens / spec.num_params,
-            flops_per_token=spec.flops_per_token,
-            planned_num_tokens=spec.num_tokens,
-            planned_flops=spec.flops,
-            epochs=tokens / self.data.train_size if self.data.train_size else None,
-            lr=schedule.peak,
-            lr_schedule=schedule.describe(),
-            warmup_steps=schedule.warmup,
-            weight_decay=cfg.weight_decay,
-            betas=[cfg.beta1, cfg.beta2],
-            grad_clip=cfg.grad_clip,
-            initial_loss=state["initial_loss"],
-            final_train_loss=state["last_loss"],
-            eval_tokens=cfg.eval_tokens,
-            wall_time_s=time.perf_counter() - self._t_wall + state["prior_wall_s"],
-            train_time_s=train_time,
-            tokens_per_s=tokens / train_time if train_time > 0 else None,
-            device=str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
-                                       if self.device.type == "cuda" else ""),
-            dtype=self.dtype_label,
-            compile=use_compile(cfg.compile, self.device, spec.flops),
-            threads=torch.get_num_threads(),  # at the end of the run
-            thread_switches=self.tuner.switches - switches0 if self.tuner is not None else 0,
-            seed=run_seed(cfg.seed, seed_key(self.model_target, spec, cfg)),
-            resumed=state["resumed"],
-            model=self.model_target,
-            model_kwargs=spec.model_kwargs,
-            data=self.data.name,
-            torch=torch.__version__,
-            host=platform.node(),
-            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            error=error,
-            traceback=tb,  # written only when there is one
-        )
 
     def _loop(self, spec: RunSpec, model: nn.Module, fwd: nn.Module,
               opt: torch.optim.Optimizer, schedule: Schedule, tokens_per_step: float,
