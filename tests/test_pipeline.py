@@ -49,7 +49,7 @@ def test_composed_default_config_equals_the_dataclasses():
     assert s == Settings()  # every group, analysis/predict/validate included
 
 
-@pytest.mark.parametrize("group", ["model", "dataset", "budgets", "train", "analysis"])
+@pytest.mark.parametrize("group", ["model", "dataset", "budgets", "train", "analysis", "tune"])
 def test_every_preset_spells_out_every_key(group):
     cls = Settings.GROUPS[group]
     keys = {f.name for f in dataclasses.fields(cls)}

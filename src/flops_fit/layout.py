@@ -11,6 +11,8 @@
     analysis/history.jsonl         one line per analysis
     analysis/validation.json       the validate stage's outcome
     validation/                    the validation runs: a run directory of their own
+    tuning.json                    flops-fit tune's LR rule and loss-vs-LR tables (tune.py)
+    tuning/                        the tuning runs: a run directory of their own
     plots/*.png|svg, report.html   the pictures
 
 A run id names a folder, so it is checked against :data:`RUN_ID_PATTERN` before any path is
@@ -39,6 +41,8 @@ VALIDATION_FILE = "validation.json"
 VALIDATION_DIR = "validation"
 PLOTS_DIR = "plots"
 REPORT_FILE = "report.html"
+TUNING_FILE = "tuning.json"
+TUNING_DIR = "tuning"
 
 # letters, digits and . _ + - ; not starting with a dot (no "..", no hidden names, no slashes)
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
@@ -112,6 +116,14 @@ class Layout:
     @property
     def report(self) -> Path:
         return self.root / REPORT_FILE
+
+    @property
+    def tuning(self) -> Path:
+        return self.root / TUNING_FILE
+
+    @property
+    def tuning_dir(self) -> Path:
+        return self.root / TUNING_DIR
 
 
 def layout(run_dir: str | Path) -> Layout:
