@@ -52,6 +52,8 @@ from flops_fit.layout import (
     RESULTS_FILE,
 )
 from flops_fit.layout import layout as run_layout
+from flops_fit.lr_health import mistuning_notes
+from flops_fit.realise import print_models
 from flops_fit.records import REQUIRED_FIELDS, read_metrics
 from flops_fit.rundir import atomic_write_json, file_lock
 from flops_fit.sections import Approach1Section, IsoflopSection, ParametricSection, plain
@@ -310,6 +312,7 @@ class ScalingLawAnalyzer:
         cfg = self.config
         records, sha = _read_results(self.results_path)
         runs = _select_runs(records, self.results_path, cfg)
+        self.last_budgets = runs.budget.tolist()
         if runs.n.size < MIN_RUNS:
             raise NotEnoughDataError(
                 f"Only {runs.n.size} usable completed run(s) in {self.results_path} "
@@ -332,6 +335,7 @@ class ScalingLawAnalyzer:
         elif par.available and par.degenerate:
             warnings.append("The parametric fit is degenerate (" + "; ".join(
                 par.degenerate_reasons or []) + ").")
+        warnings += mistuning_notes(records, cfg.huber_delta)  # Build 5: a bad LR shows
         a1 = _approach1_section(runs, cfg, self.results_path.parent)
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         n_key = "num_params" if cfg.params_convention == "total" else "num_params_non_embedding"
@@ -515,4 +519,7 @@ def run_analysis(run_dir: Path, config: AnalysisConfig, table_budgets: list[floa
         budgets = [p.target_compute for p in analysis.predictions]
     printing.print_analysis(console, analyzer.results_path, analyzer.output_path, analysis,
                             budgets)
+    swept = sorted(set(float(c) for c in analyzer.last_budgets))
+    print_models(console, run_dir, [analysis.predict_optimal_size(c) for c in budgets], swept,
+                 analyzer.config.params_convention)
     return analysis

@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     except FlopsFitError as exc:
         _report(exc)
         sys.exit(exc.exit_code)
+    # `tune=true` (find-optimal: tune first) is short for tune.first=true; `tune` is a group
+    rest = [f"tune.first={a.split('=', 1)[1]}" if a.lower() in ("tune=true", "tune=false")
+            else a for a in rest]
     sys.argv = [f"flops-fit {command}", *rest]
     signal.signal(signal.SIGTERM, on_sigterm)
     try:

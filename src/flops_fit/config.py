@@ -375,7 +375,7 @@ class TuneConfig:
     point at a time (at most ``max_extensions`` per size) while the best LR is at an edge.
     ``params`` may add ``batch_size`` (batches x1/2, x1, x2 at each size's best LR).
     ``max_fraction`` caps the tuning compute as a share of the sweep's. ``first``: find-optimal
-    runs tune before the sweep (``tune=true``).
+    runs tune before the sweep (``tune=true`` on the command line).
     """
 
     params: list[str] = field(default_factory=lambda: ["lr"])

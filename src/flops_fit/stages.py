@@ -34,6 +34,7 @@ from flops_fit.plan_io import (
 )
 from flops_fit.planner import SweepPlan, plan_sweep
 from flops_fit.reading import class_path, import_model_class
+from flops_fit.realise import describe as describe_prediction
 from flops_fit.records import TuningRecord
 from flops_fit.report import write_report
 from flops_fit.result import Result
@@ -277,7 +278,10 @@ def find_optimal_command(s: Settings, console: Console) -> Result:
     largest = max(result.compute_budgets) if result.compute_budgets else None
     budget = s.predict.budget_for(largest)
     if budget:
-        console.print(_prediction_line(result.predict(float(budget))), highlight=False)
+        p = result.predict(float(budget))
+        console.print(_prediction_line(p), highlight=False)
+        for line in describe_prediction(p):
+            console.print(escape(line), highlight=False)
     return result
 
 
