@@ -79,15 +79,18 @@ def next_offset(offsets: list[int], losses: list[float | None]) -> int | None:
 
 def parabola_optimum(lrs: list[float], losses: list[float | None]) -> tuple[float, bool]:
     """(best LR, interior): the vertex of the parabola in log LR through the best point and its
-    two neighbours, kept between those neighbours; the best grid LR when it lies at an edge."""
+    two neighbours, kept between those neighbours; the best grid LR when it lies at an edge
+    (not interior) or when a neighbour diverged (interior: divergence bounds it)."""
     order = sorted(range(len(lrs)), key=lambda i: lrs[i])
     xs = [math.log(lrs[i]) for i in order]
     ys = [WORST if losses[i] is None else float(losses[i]) for i in order]
     i = int(np.argmin(ys))
     if not math.isfinite(ys[i]):
         raise ValueError("no LR of the grid trained to a finite loss")
-    if i == 0 or i == len(xs) - 1 or not (math.isfinite(ys[i - 1]) and math.isfinite(ys[i + 1])):
+    if i == 0 or i == len(xs) - 1:
         return math.exp(xs[i]), False
+    if not (math.isfinite(ys[i - 1]) and math.isfinite(ys[i + 1])):  # bracketed by divergence
+        return math.exp(xs[i]), True
     (x0, x1, x2), (y0, y1, y2) = xs[i - 1:i + 2], ys[i - 1:i + 2]
     # the vertex of the parabola through three points (Lagrange form)
     den = (x0 - x1) * (x0 - x2) * (x1 - x2)
