@@ -120,7 +120,7 @@ def tiny_settings(run_dir, **train) -> Settings:
                     train=TrainConfig(batch_size=8, seq_len=32, eval_tokens=2048,
                                       periodic_eval_tokens=512, log_every=50, device="cpu",
                                       threads=1, warmup_min_steps=10, **train),
-                    tune=TuneConfig(sizes=2, max_extensions=4))
+                    tune=TuneConfig(sizes=2, max_extensions=4, max_fraction=1e9))
 
 
 def test_tune_then_train_uses_the_tuned_rule_and_records_it(tmp_path):
@@ -158,20 +158,22 @@ def test_a_sweep_never_mixes_rules(tmp_path):
 
 
 def test_tune_recovers_the_lr_factor_of_a_users_model(tmp_path):
-    """ScaledGPT's best LR is the GPT's / SCALE by construction; the tuner must find it (2x)."""
-    rules = []
+    """ScaledGPT's best LR is the GPT's / SCALE by construction; the tuner must find it (2x).
+
+    A grid 4x apart (200- and 40-step runs are noisy at 2x): ~80 s for both models.
+    Measured: factors 2.9 (width 16) and 5.0 (width 48) for SCALE=4.
+    """
+    tuned = []
     for name, cls in (("gpt", None), ("scaled", ScaledGPT)):
         s = tiny_settings(tmp_path / name, grad_clip=0.0)
+        s.budgets.values = [6e9]
+        s.tune.grid_factor, s.tune.max_fraction = 4.0, 1e9
         s.model_cls = cls
-        rules.append(stages.tune_command(s, quiet()))
-    gpt, scaled = rules
-
-    def lr(rec, n):
-        return rec.rule["lr_base"] * (rec.rule["lr_ref_params"] / n) ** rec.rule["lr_exponent"]
-
-    for t in gpt.sizes:
-        factor = lr(gpt, t.num_params_non_embedding) / lr(scaled, t.num_params_non_embedding)
-        assert SCALE / 2 <= factor <= SCALE * 2, (factor, gpt.sizes, scaled.sizes)
+        tuned.append(stages.tune_command(s, quiet()))
+    gpt, scaled = tuned
+    for a, b in zip(gpt.sizes, scaled.sizes, strict=True):
+        assert a.interior and b.interior
+        assert SCALE / 2 <= a.best_lr / b.best_lr <= SCALE * 2, (a, b)
 
 
 # ------------------------------------------------------------------ analyze and predict
