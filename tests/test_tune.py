@@ -10,8 +10,6 @@ import json
 import math
 
 import pytest
-from helpers_run import synthetic_records
-from helpers_tune import SCALE, ScaledGPT
 from rich.console import Console
 
 from flops_fit import stages
@@ -29,6 +27,8 @@ from flops_fit.tune import (
     next_offset,
     parabola_optimum,
 )
+from helpers_run import synthetic_records
+from helpers_tune import SCALE, ScaledGPT
 
 
 def quiet() -> Console:
