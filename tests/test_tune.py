@@ -82,9 +82,11 @@ class SyntheticTuner(Tuner):
         for s in sizes:
             lr = 1e-3 * 2.0 ** k
             self.spent += 1.0
+            loss = bowl(lr, 1e-3 * 2 ** 4 * 1.3)
+            if batch_size:  # the batch runs: best batch 2^0.3 x the configured one
+                lr, loss = batch_lr, bowl(batch_size, self.train.batch_size * 2 ** 0.3)
             out.append({"run_id": f"r{s.size_value}_{k}", "status": "completed", "lr": lr,
-                        "steps": 100, "planned_flops": 1.0, "flops": 1.0,
-                        "final_loss": bowl(lr, 1e-3 * 2 ** 4 * 1.3)})
+                        "steps": 100, "planned_flops": 1.0, "flops": 1.0, "final_loss": loss})
         return out
 
 
@@ -107,6 +109,17 @@ def test_search_extends_until_the_best_is_interior_and_stops_at_the_cap(tmp_path
     capped.trained = []
     record = capped.run()
     assert len(record.sizes[0].lrs) == 6 and not record.sizes[0].interior
+
+
+def test_batch_size_search_finds_the_best_batch_and_fits_it(tmp_path):
+    tuner = SyntheticTuner(tmp_path, _tiny_plan(tmp_path), object, None, TrainConfig(),
+                           TuneConfig(sizes=2, params=["lr", "batch_size"], max_fraction=1e9), 5)
+    tuner.trained = []
+    record = tuner.run()
+    for t in record.sizes:
+        assert t.batch["batch_sizes"] == [8, 16, 32]
+        assert t.batch["best_batch_size"] == pytest.approx(16 * 2 ** 0.3)
+    assert record.batch["batch_exponent"] == pytest.approx(0.0, abs=1e-9)
 
 
 # ------------------------------------------------------------------ real tiny runs

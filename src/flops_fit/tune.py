@@ -375,12 +375,22 @@ def print_tuning(console: Console, record: TuningRecord, path: Path) -> None:
         console.print(table)
         how = "parabola in log LR" if t.interior else "at an edge of the grid"
         console.print(f"  best LR {t.best_lr:.3g} ({how})")
+        if t.batch:
+            pairs = ", ".join(f"{b}: {'diverged' if v is None else f'{v:.4f}'}"
+                              for b, v in zip(t.batch["batch_sizes"], t.batch["losses"],
+                                              strict=True))
+            console.print(f"  batch size at LR {t.batch['lr']:.3g}: {pairs}; best "
+                          f"{t.batch['best_batch_size']:.3g}")
     r, c = record.rule, record.config_rule
     console.print(f"Tuned rule: lr = {r['lr_base']:.3g} * ({r['lr_ref_params']:.3g} / N)^"
                   f"{r['lr_exponent']:.3f}   (config: {c.get('lr_base', 0):.3g}, "
                   f"^{c.get('lr_exponent', 0):.3f})")
     console.print(f"Tuning compute {record.flops:.3g} FLOPs = {record.fraction:.1%} of the "
                   f"sweep's {record.sweep_flops:.3g}; wrote {path}")
+    if record.batch:
+        console.print(f"Batch size: B*(N) = {record.batch['batch_ref']:.3g} * (N / "
+                      f"{record.batch['ref_params']:.3g})^{record.batch['batch_exponent']:.3f} "
+                      "(reported, not applied)")
     for note in record.notes:
         console.print(f"note: {note}")
 
