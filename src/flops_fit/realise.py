@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from flops_fit.errors import FlopsFitError
 from flops_fit.flops import count_params
 from flops_fit.laws import Prediction
 from flops_fit.layout import Layout
@@ -125,8 +126,12 @@ def prediction_notes(p: Prediction, budgets: list[float], unique_tokens: float |
 def in_user_terms(p: Prediction, run_dir: str | Path, budgets: list[float],
                   params: str = "total") -> Prediction:
     """``p`` with ``model`` (the nearest buildable model) and ``notes`` in its mapping."""
-    model = nearest_model(run_dir, p.optimal_params, params) if p.optimal_params else None
-    notes = prediction_notes(p, budgets, train_tokens(run_dir))
+    try:  # a plan or results.json from elsewhere may name a class this Python cannot import
+        model = nearest_model(run_dir, p.optimal_params, params) if p.optimal_params else None
+        unique = train_tokens(run_dir)
+    except FlopsFitError:
+        model, unique = None, None
+    notes = prediction_notes(p, budgets, unique)
     return replace(p, extra={**p.extra, "model": model, "notes": notes})
 
 
