@@ -109,10 +109,10 @@ def prediction_notes(p: Prediction, budgets: list[float], unique_tokens: float |
     """Sentences for a budget far outside the sweep and for D beyond the unique tokens."""
     notes = []
     c = p.target_compute
-    if budgets and c > FAR_MULTIPLE * max(budgets):
+    if budgets and c > FAR_MULTIPLE * max(budgets) * (1 + 1e-6):  # the table's 100x is not
         notes.append(f"C={c:.3g} is {c / max(budgets):.0f}x the sweep's largest budget "
                      f"({max(budgets):.3g}); the law is extrapolated far beyond its runs.")
-    if budgets and c < min(budgets):
+    if budgets and c < min(budgets) * (1 - 1e-6):
         notes.append(f"C={c:.3g} is below the sweep's smallest budget ({min(budgets):.3g}); "
                      "runs that short were not part of the fit.")
     d = p.optimal_tokens
