@@ -84,7 +84,9 @@ class SyntheticTuner(Tuner):
             self.spent += 1.0
             loss = bowl(lr, 1e-3 * 2 ** 4 * 1.3)
             if batch_size:  # the batch runs: best batch 2^0.3 x the configured one
-                lr, loss = batch_lr, bowl(batch_size, self.train.batch_size * 2 ** 0.3)
+                b_best = self.train.batch_size * 2 ** 0.3  # x1 equals the grid's own run
+                lr, loss = batch_lr, (bowl(batch_lr, 1e-3 * 2 ** 4 * 1.3) + bowl(batch_size, b_best)
+                                      - bowl(self.train.batch_size, b_best))
             out.append({"run_id": f"r{s.size_value}_{k}", "status": "completed", "lr": lr,
                         "steps": 100, "planned_flops": 1.0, "flops": 1.0, "final_loss": loss})
         return out
@@ -116,6 +118,7 @@ def test_batch_size_search_finds_the_best_batch_and_fits_it(tmp_path):
                            TuneConfig(sizes=2, params=["lr", "batch_size"], max_fraction=1e9), 5)
     tuner.trained = []
     record = tuner.run()
+    assert tuner.trained.count(0) == 1 + 2 * 2  # the x1 batch is the grid's own run
     for t in record.sizes:
         assert t.batch["batch_sizes"] == [8, 16, 32]
         assert t.batch["best_batch_size"] == pytest.approx(16 * 2 ** 0.3)

@@ -254,11 +254,12 @@ class Tuner:
         batches = sorted({max(1, base // 2), base, base * 2})
         for size, t in zip(sizes, tuned, strict=True):
             ys = [WORST if v is None else v for v in t.losses]
-            lr = t.lrs[int(np.argmin(ys))]
+            best = int(np.argmin(ys))
+            lr = t.lrs[best]
             losses: list[float | None] = []
-            for b in batches:
-                rec = self.train_point([size], 0, batch_size=b, batch_lr=lr)[0]
-                losses.append(self._loss(rec))
+            for b in batches:  # the configured batch at this LR is the grid's own run
+                rec = None if b == base else self.train_point([size], 0, b, batch_lr=lr)[0]
+                losses.append(t.losses[best] if rec is None else self._loss(rec))
             best_b, interior = parabola_optimum([float(b) for b in batches], losses)
             t.batch = {"lr": lr, "batch_sizes": batches, "losses": losses,
                        "best_batch_size": best_b, "interior": interior}
