@@ -56,7 +56,7 @@ def test_composed_default_config_equals_the_dataclasses():
     assert s == Settings()  # every group, analysis/predict/validate included
 
 
-@pytest.mark.parametrize("group", ["model", "dataset", "budgets", "train", "analysis"])
+@pytest.mark.parametrize("group", ["model", "dataset", "budgets", "train", "analysis", "tune"])
 def test_every_preset_spells_out_every_key(group):
     for preset in sorted((SRC / "conf" / group).glob("*.yaml")):
         cfg = _compose([f"{group}={preset.stem}"])  # keys only: ??? values may stay

@@ -51,6 +51,8 @@ from flops_fit.layout import (
     RESULTS_FILE,
 )
 from flops_fit.layout import layout as run_layout
+from flops_fit.lr_health import mistuning_notes
+from flops_fit.realise import print_models
 from flops_fit.records import REQUIRED_FIELDS
 from flops_fit.rundir import atomic_write_json, file_lock
 from flops_fit.sections import IsoflopSection, ParametricSection, plain
@@ -256,6 +258,7 @@ class ScalingLawAnalyzer:
         cfg = self.config
         records, sha = _read_results(self.results_path)
         runs = _select_runs(records, self.results_path, cfg)
+        self.last_budgets = runs.budget.tolist()
         if runs.n.size < MIN_RUNS:
             raise NotEnoughDataError(
                 f"Only {runs.n.size} usable completed run(s) in {self.results_path} "
@@ -279,6 +282,7 @@ class ScalingLawAnalyzer:
             warnings.append("The parametric fit is degenerate (" + "; ".join(
                 par.degenerate_reasons or []) + ").")
         warnings += off_centre_warnings(runs)
+        warnings += mistuning_notes(records, cfg.huber_delta)  # a bad LR shows
         a1 = approach1_section(runs, cfg, self.results_path.parent, records)
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         n_key = "num_params" if cfg.params_convention == "total" else "num_params_non_embedding"
@@ -472,4 +476,7 @@ def run_analysis(run_dir: Path, config: AnalysisConfig, table_budgets: list[floa
                 "pending); wait for more runs to finish and analyze again."
             ) from exc
         raise
+    swept = sorted(set(float(c) for c in analyzer.last_budgets))
+    print_models(console, run_dir, [analysis.predict_optimal_size(c) for c in budgets], swept,
+                 analyzer.config.params_convention)
     return analysis

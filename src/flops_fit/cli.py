@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "visualize": "draw the plots and report.html from the run directory's files",
     "find-optimal": "plan, train, analyze and visualize; print the compute-optimal prediction",
     "validate": "train the predicted optimum of a larger held-out budget and compare",
+    "tune": "find the peak LR per model size -> run_dir/tuning.json (train then uses its rule)",
 }
 
 CONFIG_PATH = "conf"
@@ -120,7 +121,7 @@ _STAGE_FNS = {
     "plan": _stage(stages.plan_stage), "train": _stage(stages.train_command),
     "analyze": _stage(stages.analyze_command), "visualize": _stage(stages.visualize_command),
     "find-optimal": _stage(stages.find_optimal_command),
-    "validate": _stage(stages.validate_command),
+    "validate": _stage(stages.validate_command), "tune": _stage(stages.tune_command),
 }
 
 
@@ -138,6 +139,7 @@ def _usage() -> str:
     lines += ["", "examples:",
               "  flops-fit find-optimal run_dir=outputs/first budgets=smoke",
               "  flops-fit plan run_dir=/tmp/p budgets.values=[1e12,3e12]",
+              "  flops-fit tune run_dir=outputs/first   (then find-optimal uses the tuned LR)",
               "  flops-fit train -m run_dir=X train.shard=0,1 train.num_shards=2 "
               "hydra/launcher=joblib",
               "", "`flops-fit <command> --help` shows that command's config groups and options."]
@@ -172,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     except FlopsFitError as exc:
         _report(exc)
         sys.exit(exc.exit_code)
+    # `tune=true` (find-optimal: tune first) is short for tune.first=true; `tune` is a group
+    rest = [f"tune.first={a.split('=', 1)[1]}" if a.lower() in ("tune=true", "tune=false")
+            else a for a in rest]
     sys.argv = [f"flops-fit {command}", *rest]
     signal.signal(signal.SIGTERM, on_sigterm)
     try:

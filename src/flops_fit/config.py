@@ -411,6 +411,46 @@ class AnalysisConfig:
             self.table_budgets = checked_budgets(self.table_budgets, "analysis.table_budgets")
 
 
+@dataclass
+class TuneConfig:
+    """``conf/tune/*.yaml``: ``flops-fit tune``, the peak-LR search per model size (tune.py).
+
+    ``sizes`` model sizes spanning the plan (smallest .. largest) each train ``grid_points``
+    peak LRs ``grid_factor`` apart, centred on the configured rule, at their run length in the
+    smallest budget (or ``budget``; at least ``budgets.min_steps`` steps); the grid grows by one
+    point at a time (at most ``max_extensions`` per size) while the best LR is at an edge.
+    ``params`` may add ``batch_size`` (batches x1/2, x1, x2 at each size's best LR).
+    ``max_fraction`` caps the tuning compute as a share of the sweep's. ``first``: find-optimal
+    runs tune before the sweep (``tune=true`` on the command line).
+    """
+
+    params: list[str] = field(default_factory=lambda: ["lr"])
+    sizes: int = 3
+    budget: float | None = None
+    grid_points: int = 5
+    grid_factor: float = 2.0
+    max_extensions: int = 3
+    max_fraction: float = 0.4
+    first: bool = False
+
+    def check(self) -> None:
+        """One sentence for each impossible setting."""
+        bad = sorted(set(self.params) - {"lr", "batch_size"})
+        need(not bad and "lr" in self.params, f"tune.params={self.params} is not valid; use "
+              "[lr] or [lr,batch_size].")
+        need(self.sizes >= 2, f"tune.sizes={self.sizes} must be at least 2 to fit lr(N).")
+        need(self.grid_points >= 3, f"tune.grid_points={self.grid_points} must be at least 3 "
+              "to fit a parabola in log LR.")
+        need(math.isfinite(self.grid_factor) and self.grid_factor > 1,
+              f"tune.grid_factor={self.grid_factor} must be greater than 1, e.g. 2.")
+        need(self.max_extensions >= 0,
+              f"tune.max_extensions={self.max_extensions} must be a whole number >= 0.")
+        need(math.isfinite(self.max_fraction) and self.max_fraction > 0,
+              f"tune.max_fraction={self.max_fraction} must be a positive share, e.g. 0.4.")
+        need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),
+              f"tune.budget={self.budget} must be a positive number of FLOPs (or null).")
+
+
 def checked_number(value: Any, key: str, positive: bool = False) -> float:
     """``analysis.<key>`` as a float; one sentence when it is not a (positive) number."""
     try:
@@ -467,6 +507,7 @@ class Settings:
     predict: PredictConfig = field(default_factory=PredictConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     overwrite: bool = False  # re-plan over existing results (a dated copy of results.json kept)
     extend: bool = False  # plan: add the adaptive sizes the finished runs call for (adaptive.py)
     model_cls: type[nn.Module] | None = None
@@ -477,13 +518,14 @@ class Settings:
     GROUPS: typing.ClassVar[dict[str, type]] = {
         "model": ModelConfig, "dataset": DatasetConfig, "budgets": BudgetsConfig,
         "train": TrainConfig, "analysis": AnalysisConfig, "predict": PredictConfig,
-        "validate": ValidateConfig, "estimate": EstimateConfig}
+        "validate": ValidateConfig, "estimate": EstimateConfig, "tune": TuneConfig}
 
     def check(self) -> Settings:
         """Check every value of every group (before anything is written); returns self."""
         need(str(self.run_dir).strip() not in ("", "."),
               "run_dir is empty; give the folder of the sweep, e.g. run_dir=outputs/first.")
-        for name in ("model", "dataset", "budgets", "train", "predict", "validate", "estimate"):
+        for name in ("model", "dataset", "budgets", "train", "predict", "validate", "estimate",
+                     "tune"):
             getattr(self, name).check()
         return self
 

@@ -14,6 +14,8 @@
     analysis/history.jsonl         one line per analysis
     analysis/validation.json       the validate stage's outcome
     validation/                    the validation runs: a run directory of their own
+    tuning.json                    flops-fit tune's LR rule and loss-vs-LR tables (tune.py)
+    tuning/                        the tuning runs: a run directory of their own
     plots/*.png|svg, report.html   the pictures
     tensorboard/, mlruns/, wandb/  train.loggers (loggers.py); ids in runs/<id>/trackers.json
     data/<key>/                    tokenized data cache (dataset.tokenizer=bpe, dataset=hf):
@@ -57,6 +59,8 @@ TOKENIZER_FILE = "tokenizer.json"
 TRAIN_TOKENS_FILE = "train.bin"  # also the names dataset=tokens reads
 VAL_TOKENS_FILE = "val.bin"
 DATA_META_FILE = "meta.json"
+TUNING_FILE = "tuning.json"
+TUNING_DIR = "tuning"
 
 # letters, digits and . _ + - ; not starting with a dot (no "..", no hidden names, no slashes)
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
@@ -119,6 +123,14 @@ class Layout:
     def data_cache(self, key: str) -> Path:
         """``data/<key>``: one tokenized dataset (key: a hash of its settings)."""
         return self.root / DATA_DIR / check_run_id(key)
+
+    @property
+    def tuning(self) -> Path:
+        return self.root / TUNING_FILE
+
+    @property
+    def tuning_dir(self) -> Path:
+        return self.root / TUNING_DIR
 
 
 def layout(run_dir: str | Path) -> Layout:

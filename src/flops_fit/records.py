@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flops_fit.errors import FlopsFitError
+
 STATUSES = ("completed", "failed", "diverged", "pending")
 FINAL_STATUSES = ("completed", "diverged")  # never retrained unless train.force
 
@@ -50,6 +52,7 @@ class RunRecord:
     epochs: float | None = None
     lr: float | None = None
     lr_schedule: str | None = None
+    lr_rule: str | None = None  # which rule set lr: "tuned (tuning.json)", "config", "train.lr"
     warmup_steps: int | None = None
     weight_decay: float | None = None
     betas: list[float] | None = None
@@ -229,3 +232,105 @@ class ValidationOutcome:
         values["other_methods"] = values["other_methods"] or {}
         values["runs"] = values["runs"] or []
         return cls(**values, extra={k: v for k, v in data.items() if k not in names})
+
+
+def _finite(value: Any, positive: bool = True) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and (value > 0 or not positive))
+
+
+@dataclass
+class TunedSize:
+    """One size of ``tuning.json``: its loss-vs-LR grid and the best LR found."""
+
+    size_value: int
+    num_params: int
+    num_params_non_embedding: int
+    steps: int
+    lrs: list[float]
+    losses: list[float | None]  # None: the run diverged or failed
+    best_lr: float
+    interior: bool  # the best LR lies inside the grid (a parabola's vertex)
+    run_ids: list[str] = field(default_factory=list)  # tuning/runs/<run_id>
+    batch: dict[str, Any] | None = None  # tune.params=[lr,batch_size]: the batch grid
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out["batch"] is None:
+            del out["batch"]
+        return out
+
+
+@dataclass
+class TuningRecord:
+    """``tuning.json``: the LR rule ``flops-fit tune`` fitted, and the grids behind it.
+
+    ``rule`` = {lr_base, lr_exponent, lr_ref_params} of ``lr = lr_base * (lr_ref_params /
+    N_non_embedding) ** lr_exponent``; ``flops`` the tuning compute, ``sweep_flops`` the plan's.
+    Read as untrusted data (:meth:`from_dict` checks every number the rule uses).
+    """
+
+    rule: dict[str, float]
+    sizes: list[TunedSize]
+    flops: float
+    sweep_flops: float
+    budget: float
+    size_param: str = ""
+    model: str = ""
+    config_rule: dict[str, float] = field(default_factory=dict)
+    schedule: str = ""
+    params: list[str] = field(default_factory=lambda: ["lr"])
+    batch: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    created_utc: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        """Tuning compute as a share of the sweep's own."""
+        return self.flops / self.sweep_flops if self.sweep_flops else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = [s.to_dict() for s in value] if f.name == "sizes" else value
+        out["fraction_of_sweep"] = self.fraction
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "tuning.json") -> TuningRecord:
+        """From the parsed JSON; one sentence (FlopsFitError) when it is not a usable record."""
+        def bad(what: str) -> FlopsFitError:
+            return FlopsFitError(f"{where} is not a usable tuning record ({what}); run "
+                                 "`flops-fit tune` again, or remove the file to use the "
+                                 "configured LR rule.")
+
+        if not isinstance(data, dict):
+            raise bad("not a JSON object")
+        rule = data.get("rule")
+        if not isinstance(rule, dict):
+            raise bad("no rule")
+        for key in ("lr_base", "lr_ref_params"):
+            if not _finite(rule.get(key)):
+                raise bad(f"rule.{key}={rule.get(key)!r} is not a positive number")
+        if not _finite(rule.get("lr_exponent"), positive=False):
+            raise bad(f"rule.lr_exponent={rule.get('lr_exponent')!r} is not a number")
+        sizes = []
+        for i, s in enumerate(data.get("sizes") or []):
+            try:
+                sizes.append(TunedSize(**{f.name: s[f.name] for f in fields(TunedSize)
+                                          if f.name in s}))
+            except (TypeError, KeyError):
+                raise bad(f"size #{i} is malformed") from None
+        names = {f.name for f in fields(cls)} - {"extra", "rule", "sizes"}
+        values = {k: data[k] for k in names if k in data}
+        for key in ("flops", "sweep_flops", "budget"):
+            values.setdefault(key, math.nan)
+        extra = {k: v for k, v in data.items()
+                 if k not in names | {"rule", "sizes", "fraction_of_sweep"}}
+        return cls(rule={k: float(rule[k]) for k in ("lr_base", "lr_exponent", "lr_ref_params")},
+                   sizes=sizes, extra=extra, **values)

@@ -18,6 +18,7 @@ from flops_fit.analysis import ScalingAnalysis
 from flops_fit.errors import FlopsFitError
 from flops_fit.laws import Prediction
 from flops_fit.layout import ANALYSIS_DIR, LAWS_FILE, PLOTS_DIR, RESULTS_FILE, VALIDATION_FILE
+from flops_fit.realise import in_user_terms
 from flops_fit.records import ValidationOutcome
 from flops_fit.rundir import read_json
 
@@ -80,11 +81,15 @@ class Result:
         """Compute-optimal ``optimal_params``, ``optimal_tokens``, ``expected_loss``, ... for C.
 
         A :class:`~flops_fit.laws.Prediction`, which also reads like the dict it used to be;
-        a list of budgets gives a list of Predictions.
+        a list of budgets gives a list of Predictions. ``p["model"]`` is the nearest model one
+        can build (size value and full kwargs) and ``p["notes"]`` warns of a budget far outside
+        the sweep or of tokens beyond the data's (:mod:`flops_fit.realise`).
         """
         if isinstance(compute_budget, (list, tuple)):
-            return [self.analysis.predict_optimal_size(c) for c in compute_budget]
-        return self.analysis.predict_optimal_size(compute_budget)
+            return [self.predict(c) for c in compute_budget]
+        p = self.analysis.predict_optimal_size(compute_budget)
+        params = ((self.analysis.provenance or {}).get("conventions") or {}).get("params")
+        return in_user_terms(p, self.output_dir, self.compute_budgets, params or "total")
 
     def plot(self, show: bool = False, predict_budget: float | None = None) -> list:
         """Draw every plot (saved under ``plots/`` as PNG and SVG) and return the Figures."""

@@ -9,6 +9,7 @@ stage can be re-run alone, from any working directory, at any time.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from flops_fit import rundir
 from flops_fit.adaptive import extend_plan
 from flops_fit.analyzer import run_analysis
 from flops_fit.config import CustomDatasetConfig, DatasetConfig, PredictConfig, Settings
@@ -31,14 +33,18 @@ from flops_fit.plan_io import (
     append_runs,
     check_run_dir,
     experiment_differences,
+    has_results,
     load_plan,
     reconcile_plan,
 )
 from flops_fit.planner import SweepPlan, plan_sweep
 from flops_fit.reading import class_path, import_model_class
+from flops_fit.realise import describe as describe_prediction
+from flops_fit.records import TuningRecord
 from flops_fit.result import Result
 from flops_fit.rundir import file_lock, load_run_results, read_json, remove_stale_temp_files
 from flops_fit.sweep import train_stage
+from flops_fit.tune import apply_rule, load_tuning, run_tuning, stamp_lr_rule
 from flops_fit.validate import validate_stage
 
 
@@ -191,7 +197,11 @@ def _model_cls_of(plan: SweepPlan, s: Settings) -> type:
 
 
 def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
-    """Train every run of the settings' plan that is not complete (planning first if needed)."""
+    """Train every run of the settings' plan that is not complete (planning first if needed).
+
+    The LR rule is ``tuning.json``'s when the run directory has one (:func:`use_tuned_rule`).
+    """
+    label = use_tuned_rule(s, console)
     plan = plan_or_reconcile(s, console)
     model_cls = _model_cls_of(plan, s)
     train = s.train
@@ -218,8 +228,80 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
                                   loss_fn=loss_fn, console=console)
     finally:
         release_devices()  # a reused launcher worker must not keep this job's GPU
+    if stamp_lr_rule(check_run_dir(s.run_dir), train, label):
+        records = [rundir.read_run_result(s.run_dir, r["run_id"]) or r for r in records]
+        rundir.rebuild_results(check_run_dir(s.run_dir), plan)
     _check_failures(records, console)
     return records
+
+
+def use_tuned_rule(s: Settings, console: Console) -> str:
+    """Apply ``run_dir/tuning.json``'s LR rule to ``s.train`` (if any); the rule's label.
+
+    A sweep never mixes rules: a run directory whose runs were trained under another rule
+    than ``tuning.json``'s is refused in one sentence (the plan's identity holds the rule).
+    """
+    run_dir = check_run_dir(s.run_dir)
+    record = load_tuning(run_dir)
+    before = {k: getattr(s.train, k) for k in ("lr_base", "lr_exponent", "lr_ref_params")}
+    label = apply_rule(record, s.train)
+    if record is None or s.train.lr is not None:
+        return label
+    _refuse_mixed_rules(run_dir, s, record, before)
+    console.print(f"LR rule: {escape(label)}: lr = {s.train.lr_base:.3g} * "
+                  f"({s.train.lr_ref_params:.3g} / N)^{s.train.lr_exponent:.3f}",
+                  highlight=False)
+    return label
+
+
+def _refuse_mixed_rules(run_dir: Path, s: Settings, record: TuningRecord,
+                        config_rule: dict[str, float]) -> None:
+    """One sentence when run_dir holds results trained under another LR rule than tuning.json's."""
+    lay = Layout(run_dir)
+    if not lay.plan.exists() or not has_results(run_dir) or s.overwrite:
+        return
+    try:
+        old = (load_plan(run_dir).settings.get("train") or {})
+    except FlopsFitError:
+        return  # reconcile_plan says what is wrong with it
+    keys = ("lr_base", "lr_exponent", "lr_ref_params")
+    trained = {k: old.get(k) for k in keys}
+    if any(trained[k] is None for k in keys) or old.get("lr") is not None:
+        return
+    if all(abs(float(trained[k]) - getattr(s.train, k)) <= 1e-12 * abs(getattr(s.train, k))
+           for k in keys):
+        return
+    raise FlopsFitError(
+        f"run_dir {run_dir} has runs trained with the LR rule lr_base={trained['lr_base']:.3g}, "
+        f"lr_exponent={trained['lr_exponent']:.3g}, but {lay.tuning.name} now sets "
+        f"lr_base={s.train.lr_base:.3g}, lr_exponent={s.train.lr_exponent:.3g}; a sweep never "
+        "mixes LR rules, so tune in a fresh run_dir before training, re-plan with "
+        f"overwrite=true (finished runs stay under runs/), or move {lay.tuning.name} away.")
+
+
+def tune_command(s: Settings, console: Console) -> TuningRecord:
+    """Find the peak LR per model size and write ``run_dir/tuning.json`` (see tune.py).
+
+    The sizes come from the sweep these settings plan, under the configured rule (nothing is
+    written to plan.json); the runs go to ``run_dir/tuning/`` and are never trained twice.
+    """
+    s.check()
+    run_dir = check_run_dir(s.run_dir)
+    plan = make_plan(s)
+    model_cls = _model_cls_of(plan, s)
+    train = s.train
+    if s.data is not None:
+        train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
+    batch = train.batch_size * (2 if "batch_size" in s.tune.params else 1)
+    data = _data_source(s, train.seq_len, batch)
+    if s.loss_fn is not None:
+        validate_loss_fn(s.loss_fn)
+    train.device = pick_cuda_device(train.device)
+    try:
+        return run_tuning(run_dir, plan, model_cls, data, train, s.tune, s.budgets.min_steps,
+                          s.loss_fn, console)
+    finally:
+        release_devices()
 
 
 def _check_failures(records: list[dict[str, Any]], console: Console) -> None:
@@ -291,7 +373,10 @@ def _stale_fit_note(lay: Layout, result: Result) -> str:
 
 
 def find_optimal_command(s: Settings, console: Console) -> Result:
-    """plan -> train -> analyze -> visualize, each skipping work already done; print the answer."""
+    """(tune ->) plan -> train -> analyze -> visualize, each skipping work already done; print
+    the answer. ``tune.first`` (``tune=true``) tunes the LR rule first."""
+    if s.tune.first and load_tuning(check_run_dir(s.run_dir)) is None:
+        tune_command(dataclasses.replace(s, train=dataclasses.replace(s.train)), console)
     train_command(s, console)
     analyze_command(s, console)
     visualize_command(s, console)
@@ -299,7 +384,10 @@ def find_optimal_command(s: Settings, console: Console) -> Result:
     largest = max(result.compute_budgets) if result.compute_budgets else None
     budget = s.predict.budget_for(largest)
     if budget:
-        console.print(_prediction_line(result.predict(float(budget))), highlight=False)
+        p = result.predict(float(budget))
+        console.print(_prediction_line(p), highlight=False)
+        for line in describe_prediction(p):
+            console.print(escape(line), highlight=False)
     return result
 
 
@@ -325,6 +413,7 @@ def validate_command(s: Settings, console: Console) -> dict[str, Any]:
     """
     s.check()
     run_dir = check_run_dir(s.run_dir)
+    label = use_tuned_rule(s, console)
     plan = load_plan(run_dir)
     diff = experiment_differences(plan, make_plan(s))
     if diff:
@@ -341,7 +430,9 @@ def validate_command(s: Settings, console: Console) -> dict[str, Any]:
     data = _data_source(s, train.seq_len, train.batch_size)
     train.device = pick_cuda_device(train.device)
     try:
-        return validate_stage(run_dir, model_cls, sizes, data, train, s.validate.budget,
-                              s.validate.neighbours, console)
+        outcome = validate_stage(run_dir, model_cls, sizes, data, train, s.validate.budget,
+                                 s.validate.neighbours, console)
     finally:
         release_devices()
+    stamp_lr_rule(Layout(run_dir).validation_dir, train, label)
+    return outcome
