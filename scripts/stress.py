@@ -216,7 +216,8 @@ class AnalyzeLoop(threading.Thread):
                              stdin=subprocess.DEVNULL)
         text = out.stdout + out.stderr
         self.codes[out.returncode] = self.codes.get(out.returncode, 0) + 1
-        if out.returncode not in (0, 3) or "Traceback" in text or "\x1b[" in text:
+        # 0 fitted, 3 not enough (usable) data yet, 5 the finished sweep's fit is unusable
+        if out.returncode not in (0, 3, 5) or "Traceback" in text or "\x1b[" in text:
             self.bad.append(f"exit {out.returncode}: {text[-600:]}")
         return out.returncode
 

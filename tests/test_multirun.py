@@ -88,6 +88,8 @@ def test_four_shards_and_a_cron_analyze_loop(tmp_path):
     assert summary["completed"] == summary["planned"] == 6
     assert summary["shard_exit_codes"] == [0, 0, 0, 0]
     assert summary["analyze_calls"] >= 2
-    assert not summary["analyze_bad"], summary["analyze_bad"]  # only exit 0 or 3, plain text
-    assert set(summary["analyze_codes"]) <= {0, 3}
+    assert not summary["analyze_bad"], summary["analyze_bad"]  # only exit 0, 3 or 5, plain text
+    # 5: this 6-run sweep of tiny models fits a degenerate law (A -> 0) whose optimum has less
+    # than one parameter; since issue 15 that is one sentence and exit 5, not absurd numbers
+    assert set(summary["analyze_codes"]) <= {0, 3, 5}
     assert summary["temp_files_left"] == 0

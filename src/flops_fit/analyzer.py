@@ -313,7 +313,11 @@ class ScalingLawAnalyzer:
                                    method_note=note, warnings=warnings, provenance=provenance,
                                    created_utc=now)
         table = cfg.table_budgets or _span_budgets(runs.budget)
-        analysis.predictions = [analysis.predict_optimal_size(c) for c in table]
+        try:
+            analysis.predictions = [analysis.predict_optimal_size(c) for c in table]
+        except UnusableFitError as exc:  # the fit is written, with no impossible numbers
+            analysis.predictions = []
+            analysis.warnings.append(str(exc))
         if cfg.holdout == "largest":
             analysis.holdout = self._holdout(runs, cfg, kappa)
         data = plain(analysis.to_dict())
@@ -463,7 +467,7 @@ def run_analysis(run_dir: Path, config: AnalysisConfig, table_budgets: list[floa
     analysis = analyzer.analyze()
     budgets = (table_budgets if table_budgets is not None else config.table_budgets)
     if budgets is None:
-        budgets = [p.target_compute for p in analysis.predictions]
+        budgets = [p.target_compute for p in analysis.predictions] or None
     try:
         printing.print_analysis(console, analyzer.results_path, analyzer.output_path, analysis,
                                 budgets)

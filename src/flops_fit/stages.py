@@ -18,7 +18,6 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from flops_fit import rundir
 from flops_fit.adaptive import extend_plan
 from flops_fit.analyzer import run_analysis
 from flops_fit.config import CustomDatasetConfig, DatasetConfig, PredictConfig, Settings
@@ -44,7 +43,7 @@ from flops_fit.records import TuningRecord
 from flops_fit.result import Result
 from flops_fit.rundir import file_lock, load_run_results, read_json, remove_stale_temp_files
 from flops_fit.sweep import train_stage
-from flops_fit.tune import apply_rule, load_tuning, run_tuning, stamp_lr_rule
+from flops_fit.tune import apply_rule, load_tuning, run_tuning
 from flops_fit.validate import validate_stage
 
 
@@ -216,7 +215,7 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     train.device = pick_cuda_device(train.device, k=train.devices_per_run)
     try:
         records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
-                              loss_fn=loss_fn, console=console)
+                              loss_fn=loss_fn, console=console, lr_rule=label)
         # one process: train -> extend -> train the added runs, until nothing is added
         # (bounded by budgets.max_added per budget); shards extend at the next train
         while s.budgets.adaptive and train.num_shards == 1:
@@ -225,12 +224,9 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
             if len(plan.runs) == before:
                 break
             records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
-                                  loss_fn=loss_fn, console=console)
+                                  loss_fn=loss_fn, console=console, lr_rule=label)
     finally:
         release_devices()  # a reused launcher worker must not keep this job's GPU
-    if stamp_lr_rule(check_run_dir(s.run_dir), train, label):
-        records = [rundir.read_run_result(s.run_dir, r["run_id"]) or r for r in records]
-        rundir.rebuild_results(check_run_dir(s.run_dir), plan)
     _check_failures(records, console)
     return records
 
@@ -430,9 +426,7 @@ def validate_command(s: Settings, console: Console) -> dict[str, Any]:
     data = _data_source(s, train.seq_len, train.batch_size)
     train.device = pick_cuda_device(train.device)
     try:
-        outcome = validate_stage(run_dir, model_cls, sizes, data, train, s.validate.budget,
-                                 s.validate.neighbours, console)
+        return validate_stage(run_dir, model_cls, sizes, data, train, s.validate.budget,
+                              s.validate.neighbours, console, lr_rule=label)
     finally:
         release_devices()
-    stamp_lr_rule(Layout(run_dir).validation_dir, train, label)
-    return outcome

@@ -58,8 +58,11 @@ def train_stage(
     loss_fn: LossFn | None = None,
     console: Console | None = None,
     on_step: Callable[[int], None] | None = None,
+    lr_rule: str | None = None,
 ) -> list[dict[str, Any]]:
     """Train this shard's runs of ``plan`` that are not done; return this shard's records.
+
+    ``lr_rule`` names the rule that set the runs' peak LR (recorded in each run's record).
 
     Runs ``i`` with ``i % cfg.num_shards == cfg.shard`` are this shard's, in plan order (under
     ``reuse``: the runs of this shard's trunks, :func:`~flops_fit.trunks.shard_trunks`).
@@ -116,6 +119,7 @@ def train_stage(
     runner = (TrunkRunner if reuse else TrainingRunner)(model_cls, data, cfg, loss_fn, reporter,
                                                          on_step, target)
     runner.spawn = spawn_train  # train.devices_per_run > 1: K workers per run
+    runner.lr_rule = lr_rule
     if over:
         reporter.log(msg)
     reporter.log(f"Training {len(todo)} of {len(mine)} runs on {runner.device} "

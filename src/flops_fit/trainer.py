@@ -162,6 +162,7 @@ class TrainingRunner:
         self.world = current_world(self.device)  # torchrun/srun ranks (distributed.py)
         self.spawn: Callable[..., float] | None = None  # K-device launcher (ddp_spawn.py)
         self.tracker = RunTracker([])  # no loggers until a run opens its own (trunks log none)
+        self.lr_rule: str | None = None  # which rule set the peak LR (tuning.json or config)
 
     # -- helpers --------------------------------------------------------------------------------
 

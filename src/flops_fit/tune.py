@@ -39,7 +39,7 @@ from flops_fit.config import TrainConfig, TuneConfig
 from flops_fit.layout import Layout
 from flops_fit.planner import RunSpec, SweepPlan, make_run
 from flops_fit.records import TunedSize, TuningRecord
-from flops_fit.schedule import Schedule, lr_for_size
+from flops_fit.schedule import Schedule
 from flops_fit.sweep import train_stage
 
 #: what a run that diverged or failed counts as when looking for the best LR
@@ -193,7 +193,7 @@ class Tuner:
         plan = SweepPlan(specs, self.plan.model, self.plan.settings)
         cfg.batch_size = batch
         records = train_stage(self.lay.tuning_dir, plan, self.model_cls, self.data, cfg,
-                              loss_fn=self.loss_fn, console=self.console)
+                              loss_fn=self.loss_fn, console=self.console, lr_rule="tune grid")
         for spec in specs:
             self.runs[spec.run_id] = spec
         self.spent += sum(r.get("flops") or 0.0 for r in records)
@@ -337,27 +337,6 @@ def apply_rule(record: TuningRecord | None, train: TrainConfig) -> str:
     train.lr_exponent = record.rule["lr_exponent"]
     train.lr_ref_params = record.rule["lr_ref_params"]
     return TUNED_LABEL
-
-
-def stamp_lr_rule(run_dir: Path, train: TrainConfig, label: str) -> int:
-    """Write ``lr_rule`` into the finished records of ``run_dir/runs`` that lack it and whose
-    ``lr`` this rule gives (so a record never names a rule that did not set its LR)."""
-    runs = Layout(Path(run_dir)).runs
-    if not runs.is_dir():
-        return 0
-    n = 0
-    for path in sorted(runs.glob("*/result.json")):
-        rec = rundir.read_run_result(run_dir, path.parent.name)
-        if not rec or rec.get("lr_rule") or rec.get("status") not in ("completed", "diverged"):
-            continue
-        lr, ne = rec.get("lr"), rec.get("num_params_non_embedding")
-        if not isinstance(lr, (int, float)) or not isinstance(ne, int):
-            continue
-        if abs(lr_for_size(ne, train) - lr) <= 1e-9 * abs(lr):
-            rec["lr_rule"] = label
-            rundir.write_run_result(run_dir, rec)
-            n += 1
-    return n
 
 
 def print_tuning(console: Console, record: TuningRecord, path: Path) -> None:
