@@ -4,6 +4,8 @@ tests/test_pipeline.py (7: other experiments; 2: imported results)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -12,11 +14,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 import flops_fit
 from conftest import REPO, run_cli
+from flops_fit.cli import main
 from flops_fit.errors import FlopsFitError, UnusableFitError
 from flops_fit.plan_io import load_plan
 from helpers_run import (
@@ -32,9 +36,24 @@ from helpers_run import (
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "rundir_v0_1_0"
 
 
+def _in_process(*args: str) -> SimpleNamespace:
+    """``flops-fit ARGS`` called in this process (the same ``cli.main`` the command runs,
+    without the 3-5 s of interpreter start-up); an uncaught exception fails the test."""
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv[:]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def _planned(tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
-    out = run_cli("plan", f"run_dir={run_dir}", *TINY)
+    out = _in_process("plan", f"run_dir={run_dir}", *TINY)
     assert out.returncode == 0, out.stderr
     return run_dir
 
@@ -77,7 +96,7 @@ def test_run_id_cannot_leave_the_run_directory(tmp_path, bad_id):
     run_dir = _planned(tmp_path)
     _edit_plan(run_dir, lambda p: p["runs"][0].update(run_id=bad_id))
     before = snapshot(tmp_path)
-    out = run_cli("train", f"run_dir={run_dir}", *TINY)
+    out = _in_process("train", f"run_dir={run_dir}", *TINY)
     one_sentence(out, "not a safe folder name", code=2)
     assert_kept(before, tmp_path)
     assert not (tmp_path / "victim").exists() and not Path("/tmp/flops_fit_victim").exists()
@@ -161,12 +180,20 @@ CATALOGUE = [
 
 
 @pytest.mark.parametrize("override,message", CATALOGUE, ids=[c[0] for c in CATALOGUE])
-def test_catalogue_one_sentence_exit_2_nothing_written(tmp_path, override, message):
+def test_catalogue_one_sentence_exit_2_nothing_written(tmp_path, monkeypatch, override,
+                                                       message):
+    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
     args = [override] if override.startswith("run_dir=") else [f"run_dir={run_dir}", override]
-    out = run_cli("train", *args, cwd=tmp_path)
-    one_sentence(out, message, code=2)
+    one_sentence(_in_process("train", *args), message, code=2)
     assert snapshot(tmp_path) == {}  # nothing but Hydra's own .hydra record
+
+
+def test_catalogue_from_a_real_process_too(tmp_path):
+    """The same path as a user's shell (one case: the in-process calls above are that path)."""
+    out = run_cli("train", f"run_dir={tmp_path / 'run'}", "train.batch_size=0", cwd=tmp_path)
+    one_sentence(out, "train.batch_size=0 must be a whole number of samples >= 1", code=2)
+    assert snapshot(tmp_path) == {}
 
 
 PLAN_EDITS = [
@@ -185,7 +212,7 @@ def test_bad_plan_json_is_one_sentence(tmp_path, name, edit, message):
     run_dir = _planned(tmp_path)
     _edit_plan(run_dir, edit)
     before = snapshot(run_dir)
-    out = run_cli("train", f"run_dir={run_dir}", *TINY)
+    out = _in_process("train", f"run_dir={run_dir}", *TINY)
     one_sentence(out, message, code=2)
     assert_kept(before, run_dir)
     assert not (run_dir / "runs").exists()
