@@ -26,16 +26,15 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
+from train_throughput import make_spec  # benchmarks/ is on sys.path: same spec
 
 from flops_fit.config import DatasetConfig, TrainConfig
 from flops_fit.data import build_data
 from flops_fit.devices import known_peak
-from flops_fit.flops import count_model
 from flops_fit.models.gpt import GPT
 from flops_fit.planner import RunSpec
 from flops_fit.trainer import TrainingRunner, make_optimizer
 
-GPT_KW = {"vocab_size": 256, "head_dim": 16, "width_per_layer": 32}
 WARMUP = 10  # untimed steps (allocations, compilation)
 
 
@@ -56,16 +55,6 @@ def matmul_peak(device: torch.device, n: int = 4096, seconds: float = 2.0) -> fl
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def make_spec(width: int, steps: int, cfg: TrainConfig) -> RunSpec:
-    kw = {**GPT_KW, "seq_len": cfg.seq_len, "width": width}
-    c = count_model(GPT, kw)
-    d = steps * cfg.batch_size * cfg.seq_len
-    return RunSpec(f"gpu_w{width}", c.flops_per_token * d, "width", width, c.num_params,
-                   c.num_params_non_embedding, c.flops_per_token, d, steps, cfg.batch_size,
-                   cfg.seq_len, c.flops_per_token * d, 6.0 * c.num_params * d,
-                   d / c.num_params, kw)
 
 
 def ours(spec: RunSpec, cfg: TrainConfig, data) -> float:
