@@ -223,3 +223,28 @@ def test_prediction_gives_the_nearest_buildable_model_and_warns(tmp_path):
                             [1e12, 4e12], 1.45e7) == []  # 100x exactly, and 1e12 itself:
     assert prediction_notes(dataclasses.replace(p, target_compute=1e12 * (1 - 1e-12),
                                                 optimal_tokens=1e6), [1e12, 4e12], None) == []
+
+
+def test_api_find_optimal_tunes_first_only_when_asked_and_untuned(tmp_path, monkeypatch):
+    """``find_optimal(..., tune=True)`` runs the tune stage before the sweep, once: a run
+    directory with tuning.json is not tuned again (the stages themselves are tested above)."""
+    from flops_fit import api
+    from flops_fit.models.gpt import GPT
+
+    calls: list[str] = []
+    monkeypatch.setattr(api, "tune_command", lambda s, c: calls.append(f"tune {s.tune.sizes}"))
+    monkeypatch.setattr(api, "train_command", lambda s, c: calls.append("train"))
+    monkeypatch.setattr(api, "analyze_command", lambda s, c: calls.append("analyze"))
+    monkeypatch.setattr(api, "draw", lambda *a: calls.append("draw"))
+    monkeypatch.setattr(api.Result, "load", staticmethod(lambda d: "result"))
+    kw = dict(compute_budgets=[2e11], train=True, output_dir=tmp_path, console=quiet())
+    assert api.find_optimal(GPT, "width", **kw) == "result"
+    assert calls == ["train", "analyze", "draw"]
+    calls.clear()
+    api.find_optimal(GPT, "width", tune=True, tune_config=TuneConfig(sizes=4), **kw)
+    assert calls == ["tune 4", "train", "analyze", "draw"]
+    calls.clear()
+    (tmp_path / "tuning.json").write_text(json.dumps(
+        {"rule": {"lr_base": 0.02, "lr_exponent": 0.1, "lr_ref_params": 1e5}, "sizes": []}))
+    api.find_optimal(GPT, "width", tune=True, **kw)
+    assert calls == ["train", "analyze", "draw"]

@@ -95,10 +95,14 @@ def test_cosine_run_whose_warmup_reaches_the_end_still_ends_at_min(steps):
 def test_wsd_settings_are_checked():
     for bad, needle in [({"schedule": "step"}, "train.schedule"),
                         ({"cooldown_shape": "cos"}, "train.cooldown_shape"),
-                        ({"cooldown_fraction": 0.0}, "train.cooldown_fraction"),
-                        ({"reuse": True}, "train.reuse=true needs train.schedule=wsd")]:
+                        ({"cooldown_fraction": 0.0}, "train.cooldown_fraction")]:
         with pytest.raises(FlopsFitError, match=needle):
             TrainConfig(**bad).check()
+    # reuse=true shares trunks only where runs can: wsd on one device per run
+    assert TrainConfig(schedule="wsd", reuse=True).reuses
+    assert not TrainConfig(schedule="cosine", reuse=True).reuses
+    assert not TrainConfig(schedule="wsd", reuse=True, devices_per_run=2).reuses
+    assert not TrainConfig(schedule="wsd", reuse=False).reuses
     # cosine plans keep their identity: the wsd keys only count under wsd
     assert "cooldown_fraction" not in TrainConfig().trajectory()
     assert TrainConfig(schedule="wsd").trajectory()["cooldown_shape"] == "1-sqrt"
@@ -134,6 +138,27 @@ def test_sweep_cost_of_the_default_plan():
     assert separate == pytest.approx(sum(r.flops for r in plan.runs))
     assert 0.5 < reused / separate <= 0.7
     assert sweep_cost(plan, TrainConfig(cooldown_fraction=0.1))[1] < reused
+
+
+def test_time_estimate_with_reuse_counts_each_runs_share():
+    """With equal step times per size, the reuse estimate is the FLOPs ratio of the plan; the
+    estimate names the figure this sweep will use."""
+    import torch
+
+    from flops_fit.estimate import Probe, estimate_lines, estimate_seconds, probe_key
+
+    plan = _plan()
+    cpu = torch.device("cpu")
+    probes = {probe_key(plan, r, _cfg(), cpu): Probe(0.01, 0.0, 3) for r in plan.runs}
+    alone = estimate_seconds(plan, probes, _cfg(), cpu)
+    shared = estimate_seconds(plan, probes, _cfg(), cpu, reuse=True)
+    assert alone == pytest.approx(sum(r.steps for r in plan.runs) * 0.01)
+    separate, reused = sweep_cost(plan, _cfg())
+    assert shared < alone
+    # flops per step differ by size, so the time ratio is near, not at, the FLOPs ratio
+    assert shared / alone == pytest.approx(reused / separate, rel=0.35)
+    assert "this sweep's" in estimate_lines(plan, _cfg(reuse=True), probes, cpu)[1]
+    assert "train.reuse=true" in estimate_lines(plan, _cfg(schedule="cosine"), probes, cpu)[1]
 
 
 def test_shards_split_by_trunk_balanced_by_compute():

@@ -25,12 +25,14 @@ from flops_fit.config import (
     PredictConfig,
     Settings,
     TrainConfig,
+    TuneConfig,
 )
 from flops_fit.contracts import validate_loss_fn
 from flops_fit.planner import SweepPlan, default_size_grid
 from flops_fit.reading import class_path
 from flops_fit.result import Result
-from flops_fit.stages import analyze_command, draw, make_plan, train_command
+from flops_fit.stages import analyze_command, draw, make_plan, train_command, tune_command
+from flops_fit.tune import load_tuning
 
 _B = BudgetsConfig
 
@@ -66,6 +68,8 @@ def find_optimal(
     analysis_config: AnalysisConfig | None = None,
     predict_budget: float | None = None,
     overwrite: bool = False,
+    tune: bool = False,
+    tune_config: TuneConfig | None = None,
     console: Console | None = None,
 ) -> SweepPlan | Result:
     """Plan (and with ``train=True`` run and fit) an IsoFLOP sweep of ``model_cls``.
@@ -88,6 +92,9 @@ def find_optimal(
         analysis_config: :class:`flops_fit.config.AnalysisConfig`.
         predict_budget: the budget the report predicts for (default: 100x the largest).
         overwrite: re-plan a run directory whose results come from another plan.
+        tune: with ``train=True``, first find the peak LR per size (``flops-fit tune``; skipped
+            when the run directory already has tuning.json); the sweep then trains with it.
+        tune_config: how to tune (:class:`flops_fit.config.TuneConfig`).
 
     Returns:
         A :class:`SweepPlan` (``train=False``) or a :class:`Result` (``train=True``).
@@ -108,13 +115,15 @@ def find_optimal(
         train=dataclasses.replace(train_config) if train_config else TrainConfig(),
         analysis=analysis_config or AnalysisConfig(), predict=PredictConfig(predict_budget),
         overwrite=overwrite, model_cls=model_cls, data=dataset, loss_fn=loss_fn,
-        sizes=list(sizes) if sizes else None,
+        sizes=list(sizes) if sizes else None, tune=tune_config or TuneConfig(),
     )
     if loss_fn is not None:
         validate_loss_fn(loss_fn)
     s.check()
     if not train:
         return make_plan(s)
+    if tune and load_tuning(s.run_dir) is None:
+        tune_command(dataclasses.replace(s, train=dataclasses.replace(s.train)), console)
     train_command(s, console)
     analyze_command(s, console)
     draw(s.run_dir, predict_budget)  # plots/ and report.html

@@ -290,10 +290,13 @@ class TrainConfig:
              f"train.cooldown_shape={self.cooldown_shape!r} is unknown; use 1-sqrt or linear.")
         need(0 < self.cooldown_fraction < 1, f"train.cooldown_fraction={self.cooldown_fraction} "
              "must lie in (0, 1), e.g. 0.2 (the last 20% of a run's steps).")
-        need(not self.reuse or self.devices_per_run == 1, "train.reuse=true trains on one "
-             "device per run for now; set train.devices_per_run=1 or train.reuse=false.")
-        need(not self.reuse or self.schedule == "wsd", "train.reuse=true needs "
-             "train.schedule=wsd (a cosine run shares no trunk with a longer one).")
+
+    @property
+    def reuses(self) -> bool:
+        """Whether runs share trunks: ``reuse`` under ``wsd`` on one device per run. A cosine
+        run shares no trunk with a longer one, and trunks train on one device for now, so
+        ``reuse=true`` (the default) leaves those sweeps as separate runs."""
+        return self.reuse and self.schedule == "wsd" and self.devices_per_run == 1
 
 
 @dataclass

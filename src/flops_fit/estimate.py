@@ -18,7 +18,7 @@ import hashlib
 import json
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from flops_fit.layout import Layout
 from flops_fit.planner import RunSpec, SweepPlan
 from flops_fit.rundir import atomic_write_json, file_lock, read_json
 from flops_fit.trainer import TrainingRunner, _first, _to
-from flops_fit.trunks import sweep_cost
+from flops_fit.trunks import flops_spent, sweep_cost
 
 
 @dataclass
@@ -143,14 +143,18 @@ def compute_figures(plan: SweepPlan, cfg: TrainConfig) -> tuple[float, float]:
 
 
 def estimate_seconds(plan: SweepPlan, probes: dict[str, Probe], cfg: TrainConfig,
-                     device: torch.device, reuse_ratio: float = 1.0) -> float:
-    """Estimated wall time of the whole sweep; training time scaled by ``reuse_ratio``."""
+                     device: torch.device, reuse: bool = False) -> float:
+    """Estimated wall time of the whole sweep: each run's steps (with ``reuse``, only its
+    share of the shared trunks, as ``flops_spent`` counts it) at its size's probed step time,
+    plus its evaluation."""
+    spent = flops_spent(plan, replace(cfg, schedule="wsd", reuse=True)) if reuse else {}
     train_s = eval_s = 0.0
     for r in plan.runs:
         p = probes[probe_key(plan, r, cfg, device)]
-        train_s += r.steps * p.step_s
+        share = spent.get(r.run_id, r.flops) / r.flops if r.flops > 0 else 1.0
+        train_s += r.steps * share * p.step_s
         eval_s += eval_tokens_of(r, cfg) * p.eval_token_s
-    return train_s * reuse_ratio + eval_s
+    return train_s + eval_s
 
 
 def _duration(seconds: float) -> str:
@@ -167,8 +171,8 @@ def estimate_lines(plan: SweepPlan, cfg: TrainConfig, probes: dict[str, Probe] |
     separate, reused = compute_figures(plan, cfg)
     lines = [f"Compute as separate runs: {separate:.3g} FLOPs"]
     ratio = reused / separate if separate > 0 else 1.0
-    lines.append(f"Compute with trunk reuse: {reused:.3g} FLOPs ({ratio:.2f}x; "
-                 "train.schedule=wsd train.reuse=true)")
+    used = "this sweep's" if cfg.reuses else "with train.schedule=wsd train.reuse=true"
+    lines.append(f"Compute with trunk reuse: {reused:.3g} FLOPs ({ratio:.2f}x; {used})")
     lines.append(f"On one {ESTIMATE_GPU} at {ESTIMATE_MFU:.0%} MFU (from FLOPs alone): about "
                  f"{gpu_hours(separate):.3g} h as separate runs, {gpu_hours(reused):.3g} h with "
                  f"reuse; {len(plan.runs)} runs, largest model "
@@ -178,6 +182,6 @@ def estimate_lines(plan: SweepPlan, cfg: TrainConfig, probes: dict[str, Probe] |
         return lines
     sep_s = estimate_seconds(plan, probes, cfg, device)
     text = (f"Estimated time on {device}: {_duration(sep_s)} as separate runs, "
-            f"{_duration(estimate_seconds(plan, probes, cfg, device, ratio))} with reuse")
+            f"{_duration(estimate_seconds(plan, probes, cfg, device, reuse=True))} with reuse")
     lines.append(text + " (training and evaluation; measured throughput probe)")
     return lines

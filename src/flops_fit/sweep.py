@@ -78,7 +78,7 @@ def train_stage(
             check_wsd_length(r.steps, cfg, f"Run {r.run_id}")
     data = as_data_source(data)
     console = console or Console()
-    reuse = cfg.schedule == "wsd" and cfg.reuse
+    reuse = cfg.reuses
     my_trunks: list[Trunk] = []
     if reuse:
         my_trunks = shard_trunks(group_trunks(plan, cfg), cfg.num_shards)[cfg.shard]

@@ -108,7 +108,7 @@ def group_trunks(runs: list[RunSpec] | SweepPlan, cfg: TrainConfig,
 def flops_spent(plan: SweepPlan, cfg: TrainConfig) -> dict[str, float]:
     """run_id -> FLOPs executed for it under ``cfg``: shared trunks counted once when
     ``cfg.reuse`` (wsd), else every run's own planned ``flops``."""
-    if not (cfg.schedule == "wsd" and cfg.reuse):
+    if not cfg.reuses:
         return {r.run_id: r.flops for r in plan.runs}
     out: dict[str, float] = {}
     for trunk in group_trunks(plan, cfg):
