@@ -26,7 +26,8 @@ def test_warmup_length(steps, fraction, floor):
 @pytest.mark.parametrize("steps,fraction,floor", [(100, 0.05, 0), (400, 0.1, 100),
                                                   (150, 0.1, 100), (3000, 0.1, 100), (3, 0.1, 0)])
 def test_schedule_warms_up_then_decays_monotonically_to_min(steps, fraction, floor):
-    cfg = TrainConfig(warmup_fraction=fraction, warmup_min_steps=floor, min_lr_ratio=0.1)
+    cfg = TrainConfig(schedule="cosine", warmup_fraction=fraction, warmup_min_steps=floor,
+                      min_lr_ratio=0.1)
     peak = 3e-3
     sched = Schedule.for_run(cfg, steps, peak)
     assert sched.warmup == warmup_steps(steps, fraction, floor)
@@ -43,14 +44,14 @@ def test_schedule_warms_up_then_decays_monotonically_to_min(steps, fraction, flo
 
 
 def test_schedule_describe_is_the_record_sentence():
-    cfg = TrainConfig()
+    cfg = TrainConfig(schedule="cosine")
     assert Schedule.for_run(cfg, 1000, 1e-3).describe() == (
         "linear warm-up 0.1 (at least 100 steps, at most half), cosine to 0.1 x peak at the "
         "last step")
 
 
 def test_lr_for_size_and_override():
-    cfg = TrainConfig()
+    cfg = TrainConfig(schedule="cosine")
     assert lr_for_size(int(cfg.lr_ref_params), cfg) == pytest.approx(cfg.lr_base)
     assert lr_for_size(0, cfg) == lr_for_size(1, cfg)  # N is at least 1
     assert lr_for_size(123, TrainConfig(lr=0.02)) == 0.02

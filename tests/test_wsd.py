@@ -17,7 +17,7 @@ from flops_fit.data import build_data
 from flops_fit.errors import FlopsFitError
 from flops_fit.models.gpt import GPT
 from flops_fit.planner import plan_sweep
-from flops_fit.schedule import Schedule, branch_step, lr_at, wsd_lr_at
+from flops_fit.schedule import Schedule, branch_step, lr_at, wsd_lr_at, wsd_warmup
 from flops_fit.stages import make_plan
 from flops_fit.sweep import train_stage
 from flops_fit.trunks import flops_spent, group_trunks, shard_trunks, sweep_cost
@@ -28,7 +28,8 @@ DATA = DatasetConfig(max_bytes=400_000)
 
 def _cfg(**kw) -> TrainConfig:
     base = dict(batch_size=8, seq_len=32, eval_tokens=2048, periodic_eval_tokens=512,
-                log_every=5, device="cpu", threads=1, schedule="wsd", warmup_min_steps=5)
+                log_every=5, device="cpu", threads=1, schedule="wsd", warmup_min_steps=5,
+                reuse=False)
     return TrainConfig(**{**base, **kw})
 
 
@@ -77,11 +78,14 @@ def test_wsd_steps_before_the_branch_do_not_depend_on_length():
     assert wsd_lr_at(2999, 3000, 1e-2, 100, 600, 0.1) == pytest.approx(1e-3)
 
 
-def test_wsd_refuses_a_run_too_short_for_warmup_and_cooldown():
+def test_a_run_too_short_for_the_warmup_warms_up_over_half_and_is_its_own_trunk():
     cfg = TrainConfig(schedule="wsd", warmup_min_steps=100)
-    with pytest.raises(FlopsFitError, match="too short for train.schedule=wsd.*warmup_min_steps"):
-        Schedule.for_run(cfg, 120, 1e-2)
-    Schedule.for_run(cfg, 125, 1e-2)  # 100 + 25 fits
+    assert Schedule.for_run(cfg, 125, 1e-2).warmup == 100  # 100 + 25 fits
+    short = Schedule.for_run(cfg, 120, 1e-2)  # 96 steps before its 24-step cooldown
+    assert short.warmup == 48 and short.lr(47) < short.lr(48) == pytest.approx(1e-2)
+    assert short.lr(119) == pytest.approx(1e-3)
+    for steps in (1, 2, 3, 10):  # the shortest runs still end at min_lr_ratio x peak
+        assert Schedule.for_run(cfg, steps, 1e-2).lr(steps - 1) == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3])
@@ -104,7 +108,7 @@ def test_wsd_settings_are_checked():
     assert not TrainConfig(schedule="wsd", reuse=True, devices_per_run=2).reuses
     assert not TrainConfig(schedule="wsd", reuse=False).reuses
     # cosine plans keep their identity: the wsd keys only count under wsd
-    assert "cooldown_fraction" not in TrainConfig().trajectory()
+    assert "cooldown_fraction" not in TrainConfig(schedule="cosine").trajectory()
     assert TrainConfig(schedule="wsd").trajectory()["cooldown_shape"] == "1-sqrt"
 
 
@@ -213,10 +217,22 @@ def test_reuse_shards_train_whole_trunks(tmp_path):
     assert len(list((tmp_path / "trunks").iterdir())) == 2
 
 
-def test_wsd_refuses_a_plan_with_too_short_runs_before_writing(tmp_path):
-    with pytest.raises(FlopsFitError, match="too short for train.schedule=wsd"):
-        train_stage(tmp_path, _plan(), GPT, build_data(DATA, 32), _cfg(warmup_min_steps=50))
-    assert not list(tmp_path.iterdir())
+def test_short_runs_train_on_their_own_trunks_and_equal_standalone(tmp_path):
+    """warmup_min_steps=20: the 7-, 14- and 21-step runs cannot hold it, so each warms up over
+    half its pre-cooldown steps on a trunk of its own; width 16's two longer runs share one."""
+    cfg = _cfg(warmup_min_steps=20, reuse=True)
+    plan = _plan()
+    trunks = group_trunks(plan, cfg)
+    long_enough = [r for r in plan.runs if wsd_warmup(r.steps, cfg) == 20]
+    assert len(long_enough) == 3 and any(len(t.runs) == 2 for t in trunks)
+    assert len(trunks) == len({r.size_value for r in long_enough}) + 3  # + one per short run
+    data = build_data(DATA, 32)
+    reused = train_stage(tmp_path / "reuse", plan, GPT, data, cfg, console=_quiet())
+    alone = train_stage(tmp_path / "alone", plan, GPT, data, replace(cfg, reuse=False),
+                        console=_quiet())
+    by_id = {r["run_id"]: r["final_loss"] for r in alone}
+    for r in reused:
+        assert abs(r["final_loss"] - by_id[r["run_id"]]) < 1e-5, r["run_id"]
 
 
 def test_report_states_the_compute_saving():

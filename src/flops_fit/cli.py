@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -158,6 +159,12 @@ def _precheck_run_dir(args: list[str]) -> None:
                 check_run_dir(Path(value), create=False)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: object = None, line: str | None = None) -> None:
+    """A library warning on the command line: one line on stderr, no source location."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``flops-fit`` and ``python -m flops_fit``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -179,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             else a for a in rest]
     sys.argv = [f"flops-fit {command}", *rest]
     signal.signal(signal.SIGTERM, on_sigterm)
+    warnings.showwarning = _one_line_warning
     try:
         _app(command)()
     except ValueError as exc:  # Hydra's own flag checks (e.g. -m with --cfg) raise it bare

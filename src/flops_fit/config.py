@@ -108,7 +108,8 @@ class BudgetsConfig:
     The defaults are ``conf/budgets/cpu.yaml``'s (the measured reasons are there).
     """
 
-    values: list[float] = field(default_factory=lambda: [2.5e11, 5.0e11, 1.0e12, 2.0e12, 4.0e12])
+    values: list[float] = field(
+        default_factory=lambda: [2.5e11, 5.0e11, 1.0e12, 2.0e12, 4.0e12, 8.0e12])
     sizes_per_budget: int = 4
     span: float = 4.0  # sizes cover N_opt/span .. N_opt*span (log-spaced)
     tokens_per_param: float = 100.0  # prior for the centre of each budget's sizes
@@ -203,10 +204,10 @@ class TrainConfig:
     diverge_factor: float = 3.0  # loss above factor * initial loss = diverged
     loggers: list[str] = field(default_factory=list)  # tensorboard | wandb | mlflow (loggers.py)
     devices_per_run: int = 1  # K > 1: each run data-parallel on K devices (distributed.py)
-    schedule: str = "cosine"  # cosine | wsd (warm-up, constant peak, cooldown; see schedule.py)
+    schedule: str = "wsd"  # wsd (warm-up, constant peak, cooldown; see schedule.py) | cosine
     cooldown_fraction: float = 0.2  # wsd: the last 20% of a run's steps cool down
     cooldown_shape: str = "1-sqrt"  # wsd: 1-sqrt | linear, down to min_lr_ratio x peak
-    reuse: bool = False  # wsd: runs that differ only in length share one trunk (trunks.py)
+    reuse: bool = True  # wsd: runs that differ only in length share one trunk (trunks.py)
 
     #: the fields that change a run's trajectory: part of a plan's identity, and a checkpoint
     #: made under other values is not resumed

@@ -2,13 +2,14 @@
 
 * **Peak LR.** ``lr_base * (lr_ref_params / N_non_embedding) ** lr_exponent``
   (:func:`lr_for_size`); ``train.lr`` overrides the rule.
-* **Schedule.** ``train.schedule=cosine`` (default): linear warm-up over :func:`warmup_steps`
-  steps, then cosine decay to ``min_lr_ratio`` × peak, reached at the run's own last step
-  (:func:`lr_at`). ``train.schedule=wsd`` (warm-up, stable, decay; Hägele et al. 2024): linear
-  warm-up over ``warmup_min_steps`` steps (the same for every length, so runs of one size share
-  a trunk), constant peak LR, then a cooldown over the last :func:`cooldown_steps` steps
+* **Schedule.** ``train.schedule=wsd`` (default; warm-up, stable, decay; Hägele et al. 2024):
+  linear warm-up over ``warmup_min_steps`` steps (the same for every length, so runs of one size
+  share a trunk; :func:`wsd_warmup` shortens it only in a run too short to hold it), constant
+  peak LR, then a cooldown over the last :func:`cooldown_steps` steps
   (``cooldown_shape`` 1-sqrt or linear) to ``min_lr_ratio`` × peak at the last step
-  (:func:`wsd_lr_at`). :class:`Schedule` holds one run's schedule; the trainer asks it for
+  (:func:`wsd_lr_at`). ``train.schedule=cosine``: linear warm-up over :func:`warmup_steps`
+  steps, then cosine decay to ``min_lr_ratio`` × peak, reached at the run's own last step
+  (:func:`lr_at`). :class:`Schedule` holds one run's schedule; the trainer asks it for
   ``lr(step)``.
 * **Optimizer.** AdamW (:func:`make_optimizer`), weight decay (default 0) on 2-D weights only.
 
@@ -25,7 +26,6 @@ import torch
 import torch.nn as nn
 
 from flops_fit.config import TrainConfig
-from flops_fit.errors import FlopsFitError
 
 
 def lr_for_size(num_params_non_embedding: int, cfg: TrainConfig) -> float:
@@ -129,11 +129,10 @@ class Schedule:
     def for_run(cls, cfg: TrainConfig, steps: int, peak: float) -> Schedule:
         """The schedule of a ``steps``-step run with peak LR ``peak`` under ``cfg``.
 
-        Under wsd a run too short for its warm-up plus cooldown is refused (FlopsFitError).
+        Under wsd the warm-up is :func:`wsd_warmup` (the same for every run long enough).
         """
         if cfg.schedule == "wsd":
-            check_wsd_length(steps, cfg)
-            return cls(steps=steps, peak=peak, warmup=cfg.warmup_min_steps,
+            return cls(steps=steps, peak=peak, warmup=wsd_warmup(steps, cfg),
                        min_ratio=cfg.min_lr_ratio, warmup_fraction=cfg.warmup_fraction,
                        warmup_min_steps=cfg.warmup_min_steps, kind="wsd",
                        cooldown=cooldown_steps(steps, cfg.cooldown_fraction),
@@ -164,15 +163,12 @@ class Schedule:
                 f"steps, at most half), cosine to {self.min_ratio:g} x peak at the last step")
 
 
-def check_wsd_length(steps: int, cfg: TrainConfig, what: str = "A run") -> None:
-    """Refuse (one sentence) a wsd run whose warm-up and cooldown do not fit in its steps."""
-    cool = cooldown_steps(steps, cfg.cooldown_fraction)
-    if steps - cool < cfg.warmup_min_steps:
-        raise FlopsFitError(
-            f"{what} of {steps} steps is too short for train.schedule=wsd: its warm-up "
-            f"(train.warmup_min_steps={cfg.warmup_min_steps}) and cooldown ({cool} steps) need "
-            f"{cfg.warmup_min_steps + cool}; lower train.warmup_min_steps or raise "
-            "budgets.min_steps.")
+def wsd_warmup(steps: int, cfg: TrainConfig) -> int:
+    """The warm-up of a ``steps``-step wsd run: ``warmup_min_steps`` whatever the length (so
+    runs of one size share a trunk), except in a run too short to hold it before its cooldown,
+    which warms up over half of its pre-cooldown steps (such a run is its own trunk)."""
+    before = steps - cooldown_steps(steps, cfg.cooldown_fraction)
+    return cfg.warmup_min_steps if before >= cfg.warmup_min_steps else max(1, before // 2)
 
 
 def make_optimizer(model: nn.Module, lr: float, cfg: TrainConfig,

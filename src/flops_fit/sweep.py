@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ from flops_fit.loggers import check_loggers
 from flops_fit.planner import RunSpec, SweepPlan
 from flops_fit.progress import Reporter, stamp
 from flops_fit.records import FINAL_STATUSES
-from flops_fit.schedule import check_wsd_length
 from flops_fit.trainer import LossFn, TrainingRunner, check_loss_fn
 from flops_fit.trunk_runner import TrunkRunner
 from flops_fit.trunks import Trunk, flops_spent, group_trunks, shard_trunks
@@ -73,9 +71,6 @@ def train_stage(
     cfg.check()
     resolve_device(cfg.device)  # fail early, before anything is written
     check_loggers(cfg.loggers)  # a missing extra: one sentence
-    if cfg.schedule == "wsd":  # one sentence before anything is written
-        for r in plan.runs:
-            check_wsd_length(r.steps, cfg, f"Run {r.run_id}")
     data = as_data_source(data)
     console = console or Console()
     reuse = cfg.reuses
@@ -108,7 +103,6 @@ def train_stage(
         msg = (f"{len(over)} of {len(todo)} runs need more tokens than the training split holds "
                f"({data.train_size:,}); they repeat data (up to {most:.1f} epochs), and their "
                "records store `epochs`.")
-        warnings.warn(msg, stacklevel=2)
 
     if loss_fn is not None:
         check_loss_fn(loss_fn, model_cls, min(todo, key=lambda r: r.num_params), data)

@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
+from typing import Any
 
 from flops_fit.config import TrainConfig
 from flops_fit.planner import RunSpec, SweepPlan
-from flops_fit.schedule import branch_step
+from flops_fit.schedule import branch_step, wsd_warmup
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,18 @@ class Trunk:
         return sum(self.spent().values())
 
 
-def trunk_id(target: str, spec: RunSpec) -> str:
-    """The id of the trunk ``spec`` belongs to: its model, kwargs and batch shape, hashed.
+def trunk_id(target: str, spec: RunSpec, cfg: TrainConfig) -> str:
+    """The id of the trunk ``spec`` belongs to: its model, kwargs and batch shape, hashed (and
+    its warm-up, when the run is too short for ``warmup_min_steps``: :func:`wsd_warmup`).
 
     Stable across processes; a safe folder name (``trunk-<12 hex>``).
     """
-    key = json.dumps({"model": target, "kwargs": spec.model_kwargs,
-                      "batch_size": spec.batch_size, "seq_len": spec.seq_len},
-                     sort_keys=True, default=str)
+    what: dict[str, Any] = {"model": target, "kwargs": spec.model_kwargs,
+                            "batch_size": spec.batch_size, "seq_len": spec.seq_len}
+    warmup = wsd_warmup(spec.steps, cfg)
+    if warmup != cfg.warmup_min_steps:
+        what["warmup"] = warmup
+    key = json.dumps(what, sort_keys=True, default=str)
     return "trunk-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
@@ -84,7 +89,7 @@ def seed_key(plan_or_target: SweepPlan | str, spec: RunSpec, cfg: TrainConfig) -
     if cfg.schedule != "wsd":
         return spec.run_id
     target = plan_or_target if isinstance(plan_or_target, str) else plan_target(plan_or_target)
-    return trunk_id(target, spec)
+    return trunk_id(target, spec, cfg)
 
 
 def group_trunks(runs: list[RunSpec] | SweepPlan, cfg: TrainConfig,
@@ -97,7 +102,7 @@ def group_trunks(runs: list[RunSpec] | SweepPlan, cfg: TrainConfig,
         target, runs = plan_target(runs), runs.runs
     groups: dict[str, list[RunSpec]] = {}
     for spec in runs:
-        groups.setdefault(trunk_id(target or "", spec), []).append(spec)
+        groups.setdefault(trunk_id(target or "", spec, cfg), []).append(spec)
     out = []
     for tid, specs in groups.items():
         specs.sort(key=lambda r: (branch_step(r.steps, cfg), r.steps, r.run_id))
