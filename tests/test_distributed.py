@@ -40,7 +40,7 @@ def _plan(steps_budget: float = 3.5e9):
 
 def _cfg(**kw) -> TrainConfig:
     base = dict(batch_size=8, seq_len=32, eval_tokens=2048, periodic_eval_tokens=512,
-                log_every=1, device="cpu", threads=1, dtype="fp32")
+                log_every=1, device="cpu", threads=1, dtype="fp32", schedule="cosine")
     return TrainConfig(**{**base, **kw})
 
 

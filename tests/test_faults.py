@@ -30,7 +30,9 @@ from flops_fit.planner import plan_sweep
 from flops_fit.sweep import train_stage
 from helpers_run import TESTS, assert_kept, snapshot, stress, synthetic_records, write_results
 
-FAST_CKPT = stress.plan_overrides([3e9], 4, checkpoint_every_s=0.01)
+# separate runs (train.reuse=false): the moments below are counted in standalone runs' steps;
+# trunks are killed at their own moments in test_reuse_kill.py
+FAST_CKPT = [*stress.plan_overrides([3e9], 4, checkpoint_every_s=0.01), "train.reuse=false"]
 
 #: (fault, what must hold afterwards); run one after another on one run directory.
 FAULTS = [

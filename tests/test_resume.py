@@ -30,8 +30,9 @@ DATA = DatasetConfig(max_bytes=400_000)
 
 def _cfg(**kw) -> TrainConfig:
     # one thread: bit-exact comparisons between runs, and immune to a busy machine
+    # separate runs: a standalone run's own checkpoints (trunks: test_reuse_kill.py)
     base = dict(batch_size=8, seq_len=32, eval_tokens=2048, periodic_eval_tokens=512,
-                log_every=5, device="cpu", threads=1)
+                log_every=5, device="cpu", threads=1, reuse=False)
     return TrainConfig(**{**base, **kw})
 
 
@@ -141,7 +142,7 @@ CHILD = textwrap.dedent("""
     plan = plan_sweep(GPT, "width", kw, [2e10], sizes=[16, 32, 48], sizes_per_budget=3,
                       tokens_per_param=50, batch_size=16, seq_len=64, min_steps=5)
     cfg = TrainConfig(batch_size=16, seq_len=64, eval_tokens=4096, device="cpu",
-                      checkpoint_every_s=0.2, threads=1)
+                      checkpoint_every_s=0.2, threads=1, reuse=False)
     train_stage(Path(sys.argv[1]), plan, GPT, build_data(DatasetConfig(max_bytes=400_000), 64),
                 cfg)
 """)

@@ -77,7 +77,8 @@ def train_stage(
     my_trunks: list[Trunk] = []
     if reuse:
         my_trunks = shard_trunks(group_trunks(plan, cfg), cfg.num_shards)[cfg.shard]
-        mine = [r for t in my_trunks for r in t.runs]
+        in_trunks = {r.run_id for t in my_trunks for r in t.runs}
+        mine = [r for r in plan.runs if r.run_id in in_trunks]  # plan order, as without reuse
     else:
         mine = [r for i, r in enumerate(plan.runs) if i % cfg.num_shards == cfg.shard]
     spent = flops_spent(plan, cfg)

@@ -59,7 +59,7 @@ from flops_fit.layout import CHECKPOINT_FILE, METRICS_FILE
 from flops_fit.loggers import RunTracker, run_hparams
 from flops_fit.planner import RunSpec
 from flops_fit.progress import Reporter
-from flops_fit.records import FINAL_STATUSES, MetricsLine
+from flops_fit.records import FINAL_STATUSES, MetricsLine, read_metrics
 from flops_fit.run_record import run_record, run_seed
 from flops_fit.schedule import Schedule, lr_at, lr_for_size, make_optimizer, warmup_steps
 from flops_fit.trunks import seed_key
@@ -272,10 +272,12 @@ class TrainingRunner:
         model, fwd, opt = self._build(spec, schedule)
         ckpt_path = rdir / CHECKPOINT_FILE
         ckpt = rundir.load_checkpoint(ckpt_path)
+        branched = False  # a fresh cooldown from the trunk: its loggers get the trunk's curve
         if ckpt is not None and ckpt.get("fingerprint") == self._fingerprint(spec):
             self._restore(ckpt, model, opt, state)
             state["resumed"] += 1
         elif start is not None:
+            branched = True
             trunk_id, branch_path = start
             ckpt = rundir.load_checkpoint(branch_path)
             if ckpt is None or ckpt.get("fingerprint") != self.trunk_fingerprint(trunk_id, spec):
@@ -287,9 +289,13 @@ class TrainingRunner:
                                        state["step"])
         writer = self.world.is_writer
         metrics = _open_metrics(rdir / METRICS_FILE, state["step"]) if writer else io.StringIO()
+        first = 0 if branched else state["step"]
         self.tracker = RunTracker.open(self.cfg.loggers if writer else [], rdir.parent.parent,
-                                       spec, run_hparams(spec, self.cfg), state["step"],
-                                       state["step"] * tokens_per_step * spec.flops_per_token)
+                                       spec, run_hparams(spec, self.cfg), first,
+                                       first * tokens_per_step * spec.flops_per_token)
+        if branched and self.tracker.backends:  # the steps before the branch, as metrics.jsonl
+            for line in read_metrics(rdir / METRICS_FILE):  # holds them (the trunk's)
+                self.tracker.log(line)
         try:
             return self._loop(spec, model, fwd, opt, schedule, tokens_per_step, state, metrics,
                               ckpt_path)
