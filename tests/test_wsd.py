@@ -162,7 +162,10 @@ def test_time_estimate_with_reuse_counts_each_runs_share():
     # flops per step differ by size, so the time ratio is near, not at, the FLOPs ratio
     assert shared / alone == pytest.approx(reused / separate, rel=0.35)
     assert "this sweep's" in estimate_lines(plan, _cfg(reuse=True), probes, cpu)[1]
-    assert "train.reuse=true" in estimate_lines(plan, _cfg(schedule="cosine"), probes, cpu)[1]
+    assert estimate_lines(plan, _cfg(schedule="cosine", reuse=True), probes, cpu)[1].endswith(
+        "; with train.schedule=wsd)")
+    assert "train.schedule=wsd train.reuse=true)" in estimate_lines(
+        plan, _cfg(schedule="cosine"), probes, cpu)[1]
 
 
 def test_shards_split_by_trunk_balanced_by_compute():

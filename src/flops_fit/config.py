@@ -108,8 +108,7 @@ class BudgetsConfig:
     The defaults are ``conf/budgets/cpu.yaml``'s (the measured reasons are there).
     """
 
-    values: list[float] = field(
-        default_factory=lambda: [2.5e11, 5.0e11, 1.0e12, 2.0e12, 4.0e12, 8.0e12])
+    values: list[float] = field(default_factory=lambda: [2.5e11, 5.0e11, 1.0e12, 2.0e12, 4.0e12])
     sizes_per_budget: int = 4
     span: float = 4.0  # sizes cover N_opt/span .. N_opt*span (log-spaced)
     tokens_per_param: float = 100.0  # prior for the centre of each budget's sizes
@@ -204,10 +203,10 @@ class TrainConfig:
     diverge_factor: float = 3.0  # loss above factor * initial loss = diverged
     loggers: list[str] = field(default_factory=list)  # tensorboard | wandb | mlflow (loggers.py)
     devices_per_run: int = 1  # K > 1: each run data-parallel on K devices (distributed.py)
-    schedule: str = "wsd"  # wsd (warm-up, constant peak, cooldown; see schedule.py) | cosine
+    schedule: str = "cosine"  # cosine | wsd (warm-up, constant peak, cooldown; see schedule.py)
     cooldown_fraction: float = 0.2  # wsd: the last 20% of a run's steps cool down
     cooldown_shape: str = "1-sqrt"  # wsd: 1-sqrt | linear, down to min_lr_ratio x peak
-    reuse: bool = True  # wsd: runs that differ only in length share one trunk (trunks.py)
+    reuse: bool = True  # under wsd, runs that differ only in length share a trunk (trunks.py)
 
     #: the fields that change a run's trajectory: part of a plan's identity, and a checkpoint
     #: made under other values is not resumed
@@ -296,7 +295,8 @@ class TrainConfig:
     def reuses(self) -> bool:
         """Whether runs share trunks: ``reuse`` under ``wsd`` on one device per run. A cosine
         run shares no trunk with a longer one, and trunks train on one device for now, so
-        ``reuse=true`` (the default) leaves those sweeps as separate runs."""
+        ``reuse=true`` (the default) leaves those sweeps as separate runs: the default cosine
+        sweep trains every run on its own, and ``train.schedule=wsd`` alone shares trunks."""
         return self.reuse and self.schedule == "wsd" and self.devices_per_run == 1
 
 

@@ -171,7 +171,10 @@ def estimate_lines(plan: SweepPlan, cfg: TrainConfig, probes: dict[str, Probe] |
     separate, reused = compute_figures(plan, cfg)
     lines = [f"Compute as separate runs: {separate:.3g} FLOPs"]
     ratio = reused / separate if separate > 0 else 1.0
-    used = "this sweep's" if cfg.reuses else "with train.schedule=wsd train.reuse=true"
+    needs = [k for k, off in (("train.schedule=wsd", cfg.schedule != "wsd"),
+                              ("train.reuse=true", not cfg.reuse),
+                              ("train.devices_per_run=1", cfg.devices_per_run > 1)) if off]
+    used = "this sweep's" if cfg.reuses else "with " + " ".join(needs)
     lines.append(f"Compute with trunk reuse: {reused:.3g} FLOPs ({ratio:.2f}x; {used})")
     lines.append(f"On one {ESTIMATE_GPU} at {ESTIMATE_MFU:.0%} MFU (from FLOPs alone): about "
                  f"{gpu_hours(separate):.3g} h as separate runs, {gpu_hours(reused):.3g} h with "
