@@ -111,3 +111,32 @@ def test_validate_end_to_end(smoke):
     again = run_cli("validate", f"run_dir={run_dir}", f"validate.budget={budget}",
                     "validate.neighbours=false")
     assert again.returncode == 0 and "Nothing to train" in again.stdout
+
+
+def test_validate_trains_with_the_sweeps_loss(smoke, monkeypatch):
+    """A sweep trained with a custom loss is validated with it (not with cross-entropy)."""
+    from rich.console import Console
+
+    from flops_fit import validate
+    from flops_fit.config import TrainConfig
+    from flops_fit.models.gpt import GPT
+
+    run_dir, _ = smoke
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train_stage(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    def my_loss(output, target):
+        raise AssertionError("not called: train_stage is replaced")
+
+    monkeypatch.setattr(validate, "train_stage", fake_train_stage)
+    with pytest.raises(Stop):
+        validate.validate_stage(run_dir, GPT, None, None,
+                                TrainConfig(), 1e13, False, Console(file=None, quiet=True),
+                                loss_fn=my_loss)
+    assert seen["loss_fn"] is my_loss

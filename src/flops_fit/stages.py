@@ -427,6 +427,7 @@ def validate_command(s: Settings, console: Console) -> dict[str, Any]:
     train.device = pick_cuda_device(train.device)
     try:
         return validate_stage(run_dir, model_cls, sizes, data, train, s.validate.budget,
-                              s.validate.neighbours, console, lr_rule=label)
+                              s.validate.neighbours, console, lr_rule=label,
+                              loss_fn=_loss_fn(s))
     finally:
         release_devices()

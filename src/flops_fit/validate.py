@@ -156,8 +156,12 @@ def outcome(analysis: ScalingAnalysis, records: list[dict[str, Any]], vplan: Swe
 
 def validate_stage(run_dir: Path, model_cls: type[nn.Module], sizes: list[int] | None,
                    data: Any, train_cfg: Any, budget: float | None, neighbours: bool,
-                   console: Console, lr_rule: str | None = None) -> dict[str, Any]:
+                   console: Console, lr_rule: str | None = None,
+                   loss_fn: Any = None) -> dict[str, Any]:
     """Plan, train and compare (see the module docstring). Returns validation.json's content.
+
+    ``loss_fn``: the sweep's loss (None: token cross-entropy), so the held-out runs are
+    scored as the sweep's were.
 
     ``sizes``: the model's candidate sizes (None: :func:`default_size_grid`).
     """
@@ -186,7 +190,8 @@ def validate_stage(run_dir: Path, model_cls: type[nn.Module], sizes: list[int] |
     console.print(f"Validating at C={budget:.3g} ({budget / largest:.3g}x the largest budget): "
                   f"predicted N_opt={pred['optimal_params']:.3g}, loss "
                   f"{pred['expected_loss']:.4f}; training {len(vplan.runs)} run(s).")
-    train_stage(vdir, vplan, model_cls, data, train_cfg, console=console, lr_rule=lr_rule)
+    train_stage(vdir, vplan, model_cls, data, train_cfg, loss_fn=loss_fn, console=console,
+                lr_rule=lr_rule)
     vrecords = read_json(Layout(vdir).results, "validation results")
     out = outcome(result.analysis, records, vplan, vrecords, budget).to_dict()
     atomic_write_json(lay.validation, out)
