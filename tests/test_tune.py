@@ -248,3 +248,18 @@ def test_api_find_optimal_tunes_first_only_when_asked_and_untuned(tmp_path, monk
         {"rule": {"lr_base": 0.02, "lr_exponent": 0.1, "lr_ref_params": 1e5}, "sizes": []}))
     api.find_optimal(GPT, "width", tune=True, **kw)
     assert calls == ["train", "analyze", "draw"]
+
+
+def test_sizes_tuned_on_much_shorter_runs_than_the_sweep_get_a_note():
+    """The default plan's width 80 runs 757 and 1514 steps in the sweep but 200 in the smallest
+    budget: tuning there is flagged; tuning at the middle budget (378 steps) is not."""
+    from flops_fit.records import TunedSize
+    from flops_fit.tune import short_run_notes
+
+    plan = stages.make_plan(Settings())
+    def size(steps):
+        return TunedSize(size_value=80, num_params=1, num_params_non_embedding=1, steps=steps,
+                         lrs=[], losses=[], best_lr=0.01, interior=True, run_ids=[])
+    (note,) = short_run_notes(plan, [size(200)])
+    assert note.startswith("width=80 was tuned on 200-step runs") and "tune.budget" in note
+    assert short_run_notes(plan, [size(378)]) == []

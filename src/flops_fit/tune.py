@@ -140,6 +140,24 @@ def tuning_sizes(plan: SweepPlan, k: int) -> list[RunSpec]:
     return spread(sorted(by_size.values(), key=lambda r: r.num_params), k)
 
 
+def short_run_notes(plan: SweepPlan, tuned: list[TunedSize], factor: float = 3.0) -> list[str]:
+    """A note for each size tuned on runs ``factor`` times shorter than its (lower) median
+    sweep run: the best peak LR falls as runs get longer, so its tuned LR (and the rule's
+    exponent) may be too high for the sweep (on the default GPT, tuning at the smallest budget
+    gave an exponent of 0.53, at the middle budget 0.31; see the README)."""
+    notes = []
+    for t in tuned:
+        runs = [r for r in plan.runs if r.size_value == t.size_value]
+        steps = sorted(r.steps for r in runs)
+        median = steps[(len(steps) - 1) // 2] if steps else 0
+        if t.steps > 0 and median >= factor * t.steps:
+            notes.append(
+                f"{runs[0].size_param}={t.size_value} was tuned on {t.steps}-step runs, its "
+                f"sweep runs take {median} (median); the best LR falls as runs get longer, so "
+                "a larger tune.budget (e.g. the middle budget) gives a rule nearer the sweep's.")
+    return notes
+
+
 class Tuner:
     """Trains the tuning runs of one sweep into ``run_dir/tuning`` (see the module docstring)."""
 
@@ -227,6 +245,7 @@ class Tuner:
                     break
                 grid[k] = self.train_point([size], k)[0]
         tuned = [self._tuned(size, grids[size.size_value]) for size in sizes]
+        self.notes.extend(short_run_notes(self.plan, tuned))
         batch_rule = self._tune_batch(sizes, tuned) if "batch_size" in self.cfg.params else None
         return self._finish(tuned, batch_rule)
 
