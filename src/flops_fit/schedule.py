@@ -2,15 +2,14 @@
 
 * **Peak LR.** ``lr_base * (lr_ref_params / N_non_embedding) ** lr_exponent``
   (:func:`lr_for_size`); ``train.lr`` overrides the rule.
-* **Schedule.** ``train.schedule=wsd`` (default; warm-up, stable, decay; Hägele et al. 2024):
-  linear warm-up over ``warmup_min_steps`` steps (the same for every length, so runs of one size
-  share a trunk; :func:`wsd_warmup` shortens it only in a run too short to hold it), constant
-  peak LR, then a cooldown over the last :func:`cooldown_steps` steps
-  (``cooldown_shape`` 1-sqrt or linear) to ``min_lr_ratio`` × peak at the last step
-  (:func:`wsd_lr_at`). ``train.schedule=cosine``: linear warm-up over :func:`warmup_steps`
+* **Schedule.** ``train.schedule=cosine`` (default): linear warm-up over :func:`warmup_steps`
   steps, then cosine decay to ``min_lr_ratio`` × peak, reached at the run's own last step
-  (:func:`lr_at`). :class:`Schedule` holds one run's schedule; the trainer asks it for
-  ``lr(step)``.
+  (:func:`lr_at`). ``train.schedule=wsd`` (warm-up, stable, decay; Hägele et al. 2024): linear
+  warm-up over ``warmup_min_steps`` steps (the same for every length, so runs of one size share
+  a trunk; :func:`wsd_warmup` shortens it only in a run too short to hold it), constant peak
+  LR, then a cooldown over the last :func:`cooldown_steps` steps (``cooldown_shape`` 1-sqrt or
+  linear) to ``min_lr_ratio`` × peak at the last step (:func:`wsd_lr_at`). :class:`Schedule`
+  holds one run's schedule; the trainer asks it for ``lr(step)``.
 * **Optimizer.** AdamW (:func:`make_optimizer`), weight decay (default 0) on 2-D weights only.
 
 Changing any of these changes every run's trajectory; the trainer's checkpoint fingerprint
