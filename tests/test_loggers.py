@@ -83,8 +83,9 @@ def test_train_analyze_visualize_log_to_all_three(tmp_path, cli, monkeypatch):
     run_dir = tmp_path / "sweep"
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wb"), "WANDB_SILENT": "true"}
     (tmp_path / "wb").mkdir()
+    # wsd with shared trunks: each run's logged curve must include its trunk's steps
     out = cli("train", f"run_dir={run_dir}", *TINY, "train.loggers=[tensorboard,mlflow,wandb]",
-              env=env)
+              "train.schedule=wsd", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "warning" not in out.stderr, out.stderr
     results = json.loads((run_dir / "results.json").read_text())
