@@ -16,26 +16,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 import warnings
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
-from train_throughput import make_spec  # benchmarks/ is on sys.path: same spec
+from train_throughput import (  # benchmarks/ is on sys.path: the same spec and runner timing
+    WARMUP,
+    make_spec,
+    ours,
+)
 
 from flops_fit.config import DatasetConfig, TrainConfig
 from flops_fit.data import build_data
 from flops_fit.devices import known_peak
 from flops_fit.models.gpt import GPT
 from flops_fit.planner import RunSpec
-from flops_fit.trainer import TrainingRunner, make_optimizer
-
-WARMUP = 10  # untimed steps (allocations, compilation)
+from flops_fit.trainer import make_optimizer
 
 
 def matmul_peak(device: torch.device, n: int = 4096, seconds: float = 2.0) -> float:
@@ -55,19 +55,6 @@ def matmul_peak(device: torch.device, n: int = 4096, seconds: float = 2.0) -> fl
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def ours(spec: RunSpec, cfg: TrainConfig, data) -> float:
-    """tokens/s of a TrainingRunner run after WARMUP steps (metrics.jsonl's training time)."""
-    spec = replace(spec, steps=spec.steps + WARMUP,
-                   num_tokens=spec.num_tokens + WARMUP * spec.batch_size * spec.seq_len)
-    with tempfile.TemporaryDirectory() as tmp:
-        rec = TrainingRunner(GPT, data, replace(cfg, log_every=WARMUP)).run(spec, Path(tmp))
-        assert rec["status"] == "completed", rec.get("error")
-        lines = [json.loads(x) for x in
-                 (Path(tmp) / "runs" / spec.run_id / "metrics.jsonl").read_text().splitlines()]
-    t = {x["step"]: x["time_s"] for x in lines if "time_s" in x}
-    return (spec.steps - WARMUP) * spec.batch_size * spec.seq_len / (t[spec.steps] - t[WARMUP])
 
 
 def bare(spec: RunSpec, cfg: TrainConfig, device: torch.device, compile_: bool) -> float:
