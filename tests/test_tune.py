@@ -232,7 +232,7 @@ def test_api_find_optimal_tunes_first_only_when_asked_and_untuned(tmp_path, monk
     from flops_fit.models.gpt import GPT
 
     calls: list[str] = []
-    monkeypatch.setattr(api, "tune_command", lambda s, c: calls.append(f"tune {s.tune.sizes}"))
+    monkeypatch.setattr(stages, "tune_command", lambda s, c: calls.append(f"tune {s.tune.sizes}"))
     monkeypatch.setattr(api, "train_command", lambda s, c: calls.append("train"))
     monkeypatch.setattr(api, "analyze_command", lambda s, c: calls.append("analyze"))
     monkeypatch.setattr(api, "draw", lambda *a: calls.append("draw"))

@@ -31,8 +31,7 @@ from flops_fit.contracts import validate_loss_fn
 from flops_fit.planner import SweepPlan, default_size_grid
 from flops_fit.reading import class_path
 from flops_fit.result import Result
-from flops_fit.stages import analyze_command, draw, make_plan, train_command, tune_command
-from flops_fit.tune import load_tuning
+from flops_fit.stages import analyze_command, draw, make_plan, train_command, tune_unless_tuned
 
 _B = BudgetsConfig
 
@@ -122,8 +121,8 @@ def find_optimal(
     s.check()
     if not train:
         return make_plan(s)
-    if tune and load_tuning(s.run_dir) is None:
-        tune_command(dataclasses.replace(s, train=dataclasses.replace(s.train)), console)
+    if tune:
+        tune_unless_tuned(s, console)
     train_command(s, console)
     analyze_command(s, console)
     draw(s.run_dir, predict_budget)  # plots/ and report.html

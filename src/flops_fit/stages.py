@@ -275,6 +275,13 @@ def _refuse_mixed_rules(run_dir: Path, s: Settings, record: TuningRecord,
         f"overwrite=true (finished runs stay under runs/), or move {lay.tuning.name} away.")
 
 
+def tune_unless_tuned(s: Settings, console: Console) -> None:
+    """Run :func:`tune_command` before a sweep (find-optimal ``tune=true``, the API's
+    ``tune=True``), unless the run directory already has tuning.json."""
+    if load_tuning(check_run_dir(s.run_dir)) is None:
+        tune_command(dataclasses.replace(s, train=dataclasses.replace(s.train)), console)
+
+
 def tune_command(s: Settings, console: Console) -> TuningRecord:
     """Find the peak LR per model size and write ``run_dir/tuning.json`` (see tune.py).
 
@@ -371,8 +378,8 @@ def _stale_fit_note(lay: Layout, result: Result) -> str:
 def find_optimal_command(s: Settings, console: Console) -> Result:
     """(tune ->) plan -> train -> analyze -> visualize, each skipping work already done; print
     the answer. ``tune.first`` (``tune=true``) tunes the LR rule first."""
-    if s.tune.first and load_tuning(check_run_dir(s.run_dir)) is None:
-        tune_command(dataclasses.replace(s, train=dataclasses.replace(s.train)), console)
+    if s.tune.first:
+        tune_unless_tuned(s, console)
     train_command(s, console)
     analyze_command(s, console)
     visualize_command(s, console)
