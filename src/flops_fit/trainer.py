@@ -125,14 +125,13 @@ class _Diverged(Exception):
     pass
 
 
-def _open_tracker(cfg: TrainConfig | None, rdir: Path, spec: RunSpec, step: int,
+def _open_tracker(names: list[str], cfg: TrainConfig, rdir: Path, spec: RunSpec, step: int,
                   tokens_per_step: float, branched: bool) -> RunTracker:
-    """The run's loggers (none when ``cfg`` is None: a non-writing rank), continued from
-    ``step``; a fresh branch starts a new entry and replays its trunk's curve, which
-    metrics.jsonl already holds, so a logger sees the whole run."""
+    """The run's loggers ``names``, continued from ``step``; a fresh branch starts a new entry
+    and replays its trunk's curve, which metrics.jsonl already holds, so a logger sees the
+    whole run."""
     first = 0 if branched else step
-    tracker = RunTracker.open(cfg.loggers if cfg is not None else [], rdir.parent.parent, spec,
-                              run_hparams(spec, cfg) if cfg is not None else {}, first,
+    tracker = RunTracker.open(names, rdir.parent.parent, spec, run_hparams(spec, cfg), first,
                               first * tokens_per_step * spec.flops_per_token)
     if branched and tracker.backends:
         for line in read_metrics(rdir / METRICS_FILE):
@@ -304,8 +303,8 @@ class TrainingRunner:
                                        state["step"])
         writer = self.world.is_writer
         metrics = _open_metrics(rdir / METRICS_FILE, state["step"]) if writer else io.StringIO()
-        self.tracker = _open_tracker(self.cfg if writer else None, rdir, spec, state["step"],
-                                     tokens_per_step, branched)
+        self.tracker = _open_tracker(self.cfg.loggers if writer else [], self.cfg, rdir, spec,
+                                     state["step"], tokens_per_step, branched)
         try:
             return self._loop(spec, model, fwd, opt, schedule, tokens_per_step, state, metrics,
                               ckpt_path)
