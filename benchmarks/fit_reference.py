@@ -15,7 +15,17 @@ Usage::
    ``N_opt * 10**[-w, w]`` around the true optimum (``w = --half-width`` decades), 1%
    multiplicative log-normal noise on the loss. Mean |relative error| of N_opt at 1e24 for
    Approach 2 and Approach 3 (Huber and least squares) over the noise seeds; target <= 8% for
-   the default estimator (the one ``AnalysisConfig()`` predicts with).
+   Approach 3 with the shipped loss settings (``AnalysisConfig().loss``/``huber_delta``). The
+   data are Approach 3's own functional form extrapolated four decades, a check of the
+   numerics that favours Approach 3 by construction; which approach predicts by default
+   (``predict_with``) is decided on real runs (holdout and ``validate``, see the README), and
+   its row is marked.
+
+3. Held-out budgets of the reference: the runs grouped into Hoffmann et al.'s nine IsoFLOP
+   budgets (6e18..3e21, each run to the nearest in log C), both approaches fitted on the
+   budgets up to a cut-off and scored at 1e21 and 3e21 against those budgets' own parabola
+   minima: relative error of N_opt and of the loss (info; the measurement behind the default
+   ``predict_with``, with the CPU sweeps' in the README).
 
 Prints PASS/FAIL per target; exit status 0 when all pass, 1 otherwise.
 """
@@ -82,6 +92,42 @@ def load_reference(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     loss = np.array([float(r["loss"]) for r in rows])
     keep = np.argsort(loss)[:-5]
     return n[keep], c[keep] / (6.0 * n[keep]), loss[keep]
+
+
+#: Hoffmann et al.'s IsoFLOP budgets (their Figure 3), which the reference runs were read from
+HOFFMANN_BUDGETS = np.array([6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21])
+
+
+def holdout_part(path: Path) -> None:
+    """Fit on the budgets up to a cut-off, predict a larger budget's optimum (info only)."""
+    n, d, loss = load_reference(path)
+    c = 6.0 * n * d
+    nearest = np.argmin(np.abs(np.log(c)[:, None] - np.log(HOFFMANN_BUDGETS)[None, :]), axis=1)
+    budget = HOFFMANN_BUDGETS[nearest]
+    own = {o.compute_budget: o for o in fit_isoflop(budget, n, d, loss, c).budgets}
+    print("## Held-out budgets of the reference (runs grouped into Hoffmann's nine budgets; "
+          "error = predicted / the held-out budget's own parabola minimum - 1)\n")
+    print("| fitted on budgets | predicted budget | x beyond | Approach 2 N_opt | Approach 2 loss "
+          "| Approach 3 N_opt | Approach 3 loss |")
+    print("|---|---|---|---|---|---|---|")
+    for target in (3e21, 1e21):
+        ref = own[target]
+        at = float(np.exp(np.mean(np.log(c[budget == target]))))
+        for cut in (1e21, 6e20, 3e20, 1e20):
+            if cut >= target:
+                continue
+            m = budget <= cut
+            iso = fit_isoflop(budget[m], n[m], d[m], loss[m], c[m])
+            par = fit_parametric(n[m], d[m], loss[m], loss_type="huber",
+                                 huber_delta=AnalysisConfig().huber_delta)
+            pn, pd = par.allocation(at)
+            errs = (float(iso.n_opt(at)) / ref.optimal_params - 1,
+                    float(iso.loss_opt(at)) / ref.optimal_loss - 1,
+                    float(pn) / ref.optimal_params - 1,
+                    float(par.predict(pn, pd)) / ref.optimal_loss - 1)
+            print(f"| 6e18..{cut:.0e} | {target:.0e} | {at / cut:.1f} | {errs[0]:+.1%} | "
+                  f"{errs[1]:+.2%} | {errs[2]:+.1%} | {errs[3]:+.2%} |")
+    print()
 
 
 def verdict(ok: bool) -> str:
@@ -157,13 +203,13 @@ def synthetic_sweep(seed: int, half_width: float):
 def synthetic_part(seeds: int, half_width: float) -> list[bool]:
     law = SYNTH_LAW
     true_n, _ = optimal_allocation(TARGET_C, law["A"], law["B"], law["alpha"], law["beta"])
-    cfg = AnalysisConfig()  # the shipped defaults decide which estimator is "the default"
-    default = f"Approach {'3' if cfg.predict_with == 'parametric' else '2'}"
+    cfg = AnalysisConfig()  # the shipped loss settings decide which Approach 3 is targeted
     names = {"isoflop": "Approach 2 (IsoFLOP)",
              "huber_paper": "Approach 3, Huber delta=0.001 (Chinchilla's)",
              "huber": f"Approach 3, Huber delta={cfg.huber_delta:g}",
              "lsq": "Approach 3, least squares on log loss"}
-    default_key = names["isoflop"] if default == "Approach 2" else names[cfg.loss]
+    target_key = names[cfg.loss]
+    default_key = names["isoflop"] if cfg.predict_with == "isoflop" else target_key
     errs: dict[str, list[float]] = {v: [] for v in names.values()}
     excluded = 0
     t0 = time.perf_counter()
@@ -189,14 +235,14 @@ def synthetic_part(seeds: int, half_width: float) -> list[bool]:
         arr = np.array(e)
         mean = float(np.nanmean(arr))
         sem = float(np.nanstd(arr, ddof=1) / math.sqrt(np.isfinite(arr).sum()))
-        is_default = key == default_key
+        targeted = key == target_key
         ok = mean <= SYNTH_TARGET
-        if is_default:
+        if targeted:
             oks.append(ok)
-        label = f"{key} (default)" if is_default else key
+        label = f"{key} (default predictor)" if key == default_key else key
         print(f"| {label} | {mean:.1%} | {sem:.1%} | {float(np.nanmedian(arr)):.1%} | "
               f"{float(np.nanmean(arr[:20])):.1%} | "
-              f"{'<= 8%' if is_default else 'info'} | {verdict(ok) if is_default else ''} |")
+              f"{'<= 8%' if targeted else 'info'} | {verdict(ok) if targeted else ''} |")
     print(f"\n({excluded} budget fits had an edge minimum and were excluded by Approach 2; "
           f"{dt:.1f} s for {4 * seeds} fits.)\n")
     return oks
@@ -213,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.seeds < 20:
         ap.error("--seeds must be at least 20")
-    oks = reference_part(find_csv(args.csv), args.resamples)
+    path = find_csv(args.csv)
+    oks = reference_part(path, args.resamples)
+    holdout_part(path)
     oks += synthetic_part(args.seeds, args.half_width)
     print(f"Overall: {sum(oks)}/{len(oks)} targets met.")
     return 0 if all(oks) else 1

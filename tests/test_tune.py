@@ -263,3 +263,21 @@ def test_sizes_tuned_on_much_shorter_runs_than_the_sweep_get_a_note():
     (note,) = short_run_notes(plan, [size(200)])
     assert note.startswith("width=80 was tuned on 200-step runs") and "tune.budget" in note
     assert short_run_notes(plan, [size(378)]) == []
+
+
+def test_the_default_tuning_budget_is_the_longest_the_allowance_pays_for():
+    """tune.budget=null: the plan's middle budget, lowered until every size's worst-case search
+    (grid_points + max_extensions runs) fits tune.max_fraction; never below the smallest."""
+    from flops_fit.tune import tuning_budget
+
+    plan = stages.make_plan(Settings())  # budgets 2.5e11 .. 4e12, 3.08e13 FLOPs in all
+    budgets = sorted(plan.compute_budgets)
+    sweep = sum(r.flops for r in plan.runs)
+    cfg = TuneConfig()
+    b = tuning_budget(plan, cfg)
+    assert b == pytest.approx(cfg.max_fraction * sweep / (3 * (5 + 3)))
+    assert budgets[0] < b < budgets[2]  # between the smallest and the middle budget
+    assert 3 * 8 * b <= cfg.max_fraction * sweep * (1 + 1e-12)
+    assert tuning_budget(plan, dataclasses.replace(cfg, max_fraction=5.0)) == budgets[2]
+    assert tuning_budget(plan, dataclasses.replace(cfg, max_fraction=0.01)) == budgets[0]
+    assert tuning_budget(plan, dataclasses.replace(cfg, budget=7e11)) == 7e11

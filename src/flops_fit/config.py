@@ -352,9 +352,10 @@ class EstimateConfig:
 class AnalysisConfig:
     """Settings of the analyze stage; one field per key of ``conf/analysis/default.yaml``.
 
-    predict_with : ``"parametric"`` (default, Approach 3; falls back to the IsoFLOP laws when its
-        fit is degenerate) or ``"isoflop"`` (Approach 2; falls back to parametric when no budget
-        has an interior minimum).
+    predict_with : ``"isoflop"`` (default, Approach 2; falls back to parametric when no budget
+        has an interior minimum) or ``"parametric"`` (Approach 3; falls back to the IsoFLOP
+        laws when its fit is degenerate). The measured reason for the default is beside it in
+        ``conf/analysis/default.yaml``.
     loss : ``"huber"`` (Huber with ``huber_delta`` on log loss, summed) or ``"lsq"``.
     huber_delta : default 1e-2, about the run-to-run noise of log loss, so that ordinary runs
         are fitted by least squares and only outliers are down-weighted (Chinchilla's 1e-3 acts
@@ -368,7 +369,7 @@ class AnalysisConfig:
     approach1 : also fit the envelope of the training curves when ``metrics.jsonl`` exist.
     """
 
-    predict_with: str = "parametric"
+    predict_with: str = "isoflop"
     loss: str = "huber"
     huber_delta: float = 1e-2
     bootstrap: int = 200
@@ -388,7 +389,7 @@ class AnalysisConfig:
             )
 
         choices = {
-            "predict_with": ("parametric", "isoflop"),
+            "predict_with": ("isoflop", "parametric"),
             "loss": ("huber", "lsq"),
             "flops_convention": ("flops", "6nd"),
             "params_convention": ("total", "non_embedding"),
@@ -420,8 +421,9 @@ class TuneConfig:
     """``conf/tune/*.yaml``: ``flops-fit tune``, the peak-LR search per model size (tune.py).
 
     ``sizes`` model sizes spanning the plan (smallest .. largest) each train ``grid_points``
-    peak LRs ``grid_factor`` apart, centred on the configured rule, at their run length in the
-    smallest budget (or ``budget``; at least ``budgets.min_steps`` steps); the grid grows by one
+    peak LRs ``grid_factor`` apart, centred on the configured rule, at their run length in
+    ``budget`` (None: the plan's middle budget, lowered until the whole search fits
+    ``max_fraction``; at least ``budgets.min_steps`` steps); the grid grows by one
     point at a time (at most ``max_extensions`` per size) while the best LR is at an edge.
     ``params`` may add ``batch_size`` (batches x1/2, x1, x2 at each size's best LR).
     ``max_fraction`` caps the tuning compute as a share of the sweep's. ``first``: find-optimal
