@@ -12,11 +12,12 @@ prints the laws and the table (:mod:`flops_fit.printing`) and appends a line to
 Which fit predicts is ``AnalysisConfig.predict_with``; the default is ``"isoflop"``
 (Approach 2): the power laws through the per-budget parabola minima. On real runs (the CPU
 sweeps of this release and the Chinchilla reference, each refitted without its largest budgets)
-it predicted the held-out N_opt better than the parametric law; the measurements are beside the
-default in ``conf/analysis/default.yaml``. When no budget has an interior minimum the
-parametric law (Approach 3) predicts instead, with a warning. ``predict_with=parametric`` makes
-Approach 3 the predictor: it also uses runs not planned on an IsoFLOP grid and extrapolates
-through a loss floor E (falling back to Approach 2 when its own fit is degenerate).
+it predicted the held-out N_opt better than the parametric law, and its loss leans optimistic
+where the parametric law's leans pessimistic; the measurements are beside the default in
+``conf/analysis/default.yaml``. When no budget has an interior minimum the parametric law
+(Approach 3) predicts instead, with a warning. ``predict_with=parametric`` makes Approach 3 the
+predictor: it also uses runs not planned on an IsoFLOP grid and extrapolates through a loss
+floor E (falling back to Approach 2 when its own fit is degenerate).
 """
 
 from __future__ import annotations

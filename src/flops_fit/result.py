@@ -77,17 +77,19 @@ class Result:
         """Markdown table of the compute-optimal N, D, D/N and loss per budget."""
         return self.analysis.chinchilla_table(compute_budgets)
 
-    def predict(self, compute_budget: float | Sequence[float]) -> Prediction | list[Prediction]:
+    def predict(self, compute_budget: float | Sequence[float], method: str | None = None
+                ) -> Prediction | list[Prediction]:
         """Compute-optimal ``optimal_params``, ``optimal_tokens``, ``expected_loss``, ... for C.
 
         A :class:`~flops_fit.laws.Prediction`, which also reads like the dict it used to be;
         a list of budgets gives a list of Predictions. ``p["model"]`` is the nearest model one
         can build (size value and full kwargs) and ``p["notes"]`` warns of a budget far outside
-        the sweep or of tokens beyond the data's (:mod:`flops_fit.realise`).
+        the sweep or of tokens beyond the data's (:mod:`flops_fit.realise`). ``method``
+        (``"isoflop"`` or ``"parametric"``) asks one approach instead of the analysis's own.
         """
         if isinstance(compute_budget, (list, tuple)):
-            return [self.predict(c) for c in compute_budget]
-        p = self.analysis.predict_optimal_size(compute_budget)
+            return [self.predict(c, method) for c in compute_budget]
+        p = self.analysis.predict_optimal_size(compute_budget, method)
         params = ((self.analysis.provenance or {}).get("conventions") or {}).get("params")
         return in_user_terms(p, self.output_dir, self.compute_budgets, params or "total")
 
