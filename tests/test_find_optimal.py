@@ -113,6 +113,33 @@ def test_validate_end_to_end(smoke):
     assert again.returncode == 0 and "Nothing to train" in again.stdout
 
 
+def test_validate_seeds_compare_the_mean_of_the_predicted_optimums_runs(smoke):
+    """validate.seeds=2 adds a second run of the predicted optimum (its own seed); the first
+    is not trained again, and the achieved loss is the mean of the two."""
+    run_dir, _ = smoke
+    plan = json.loads((run_dir / "plan.json").read_text())
+    budget = 1.5 * max(r["compute_budget"] for r in plan["runs"])
+    one = run_cli("validate", f"run_dir={run_dir}", f"validate.budget={budget}",
+                  "validate.neighbours=false")
+    assert one.returncode == 0, one.stderr[-2000:]
+    first = json.loads((run_dir / "analysis" / "validation.json").read_text())
+    out = run_cli("validate", f"run_dir={run_dir}", f"validate.budget={budget}",
+                  "validate.neighbours=false", "validate.seeds=2")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "Training 1 of 2 runs" in out.stdout and "plan changed" not in out.stdout
+    v = json.loads((run_dir / "analysis" / "validation.json").read_text())
+    assert [r["repeat"] for r in v["runs"]] == [0, 1]
+    assert v["runs"][0]["final_loss"] == first["achieved_loss"]
+    losses = v["achieved_losses"]
+    assert len(losses) == 2 and losses[0] != losses[1]
+    assert v["achieved_loss"] == pytest.approx(sum(losses) / 2)
+    assert v["best_loss"] == v["achieved_loss"]
+    assert v["residual_sigma_log"] == first["residual_sigma_log"]
+    width = v["prediction_interval"][1] - v["prediction_interval"][0]
+    assert width <= first["prediction_interval"][1] - first["prediction_interval"][0]
+    assert "mean of 2 seeds" in out.stdout and "(seed 2)" in out.stdout
+
+
 def test_validate_trains_with_the_sweeps_loss(smoke, monkeypatch):
     """A sweep trained with a custom loss is validated with it (not with cross-entropy)."""
     from rich.console import Console

@@ -324,11 +324,15 @@ class ValidateConfig:
 
     budget: float | None = None  # None: VALIDATE_MULTIPLE x the largest planned budget
     neighbours: bool = True  # also train one size on each side of the predicted optimum
+    seeds: int = 1  # train the predicted optimum this many times, each with its own seed
 
     def check(self) -> None:
-        """One sentence for an impossible budget."""
+        """One sentence for an impossible budget or number of seeds."""
         need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),
               f"validate.budget={self.budget} must be a positive number of FLOPs, e.g. 1e13.")
+        need(not isinstance(self.seeds, bool) and isinstance(self.seeds, int)
+             and self.seeds >= 1, f"validate.seeds={self.seeds} must be a whole number of "
+             "runs >= 1, e.g. 3.")
 
     def budget_for(self, largest: float) -> float:
         """The held-out budget, given the sweep's largest budget."""

@@ -47,7 +47,7 @@ BUDGET_KEYS = ("compute_budgets", "sizes_per_budget", "span", "tokens_per_param"
 
 
 #: RunSpec keys a plan.json run may leave out (older plans have none of them)
-OPTIONAL_RUN_KEYS = ("model_kwargs", "added", "added_reason")
+OPTIONAL_RUN_KEYS = ("model_kwargs", "added", "added_reason", "repeat")
 
 
 @dataclass
@@ -71,6 +71,15 @@ class RunSpec:
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # full kwargs, size included
     added: bool = False  # added after training by budgets.adaptive (adaptive.py), not planned
     added_reason: str = ""  # why it was added (the edge minimum it brackets)
+    repeat: int = 0  # k > 0: the same run again with its own seed (validate.seeds)
+
+
+def _run_dict(run: RunSpec) -> dict[str, Any]:
+    """A run's plan.json object; ``repeat`` only on repeats (plans without any stay as before)."""
+    out = asdict(run)
+    if not run.repeat:
+        del out["repeat"]
+    return out
 
 
 @dataclass
@@ -106,7 +115,7 @@ class SweepPlan:
             "model": self.model,
             "settings": self.settings,
             "warnings": self.warnings,
-            "runs": [asdict(r) for r in self.runs],
+            "runs": [_run_dict(r) for r in self.runs],
         }
 
     @classmethod
@@ -175,7 +184,7 @@ class SweepPlan:
                       "seq_len": spec.seq_len >= 1, "num_params": spec.num_params >= 1,
                       "compute_budget": math.isfinite(spec.compute_budget)
                       and spec.compute_budget > 0,
-                      "num_tokens": spec.num_tokens >= 0,
+                      "num_tokens": spec.num_tokens >= 0, "repeat": spec.repeat >= 0,
                       "flops_per_token": math.isfinite(spec.flops_per_token)
                       and spec.flops_per_token > 0}
             for key, ok in checks.items():
@@ -437,8 +446,12 @@ def make_run(
     model_cls: type[nn.Module], size_param: str, model_kwargs: dict[str, Any], size: int,
     budget: float, target: str, batch_size: int, seq_len: int, tokens_per_step: int,
     example_input: torch.Tensor | None = None, context: dict[str, Any] | None = None,
+    repeat: int = 0,
 ) -> RunSpec:
-    """The run of size ``size`` that spends ``budget`` FLOPs in whole optimizer steps."""
+    """The run of size ``size`` that spends ``budget`` FLOPs in whole optimizer steps.
+
+    ``repeat`` > 0 is the same run again: its own run id, hence its own seed (and trunk).
+    """
     kwargs = {**model_kwargs, size_param: size}
     count = count_model(model_cls, kwargs, example_input)
     steps = round(budget / count.flops_per_token / tokens_per_step)
@@ -447,6 +460,8 @@ def make_run(
                "batch_size": batch_size, "seq_len": seq_len}
     if context:
         payload["context"] = context
+    if repeat:
+        payload["repeat"] = repeat
     return RunSpec(
         run_id=_run_id(budget, size_param, size, payload),
         compute_budget=budget, size_param=size_param, size_value=size,
@@ -454,7 +469,7 @@ def make_run(
         flops_per_token=count.flops_per_token, num_tokens=d, steps=steps,
         batch_size=batch_size, seq_len=seq_len,
         flops=count.flops_per_token * d, flops_6nd=6.0 * count.num_params * d,
-        tokens_per_param=d / count.num_params, model_kwargs=kwargs,
+        tokens_per_param=d / count.num_params, model_kwargs=kwargs, repeat=repeat,
     )
 
 

@@ -196,7 +196,8 @@ class ValidationOutcome:
 
     ``predicted_loss_ci`` is the confidence interval of the expected loss;
     ``prediction_interval`` is that interval widened by the sweep's own scatter around the fit
-    (``residual_sigma_log``), the interval one new run should fall in.
+    (``residual_sigma_log``, over sqrt(k) for the mean of k seeds), the interval the achieved
+    loss (one run's, or the mean of ``achieved_losses``) should fall in.
     """
 
     compute_budget: float
@@ -216,6 +217,7 @@ class ValidationOutcome:
     best_loss: float | None
     other_methods: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    achieved_losses: list[float] = field(default_factory=list)  # the predicted optimum's seeds
     extra: dict[str, Any] = field(default_factory=dict)  # keys this schema does not name
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +233,7 @@ class ValidationOutcome:
         values: dict[str, Any] = {k: data.get(k) for k in names}
         values["other_methods"] = values["other_methods"] or {}
         values["runs"] = values["runs"] or []
+        values["achieved_losses"] = values["achieved_losses"] or []
         return cls(**values, extra={k: v for k, v in data.items() if k not in names})
 
 

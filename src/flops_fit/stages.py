@@ -435,6 +435,6 @@ def validate_command(s: Settings, console: Console) -> dict[str, Any]:
     try:
         return validate_stage(run_dir, model_cls, sizes, data, train, s.validate.budget,
                               s.validate.neighbours, console, lr_rule=label,
-                              loss_fn=_loss_fn(s))
+                              loss_fn=_loss_fn(s), seeds=s.validate.seeds)
     finally:
         release_devices()

@@ -66,7 +66,8 @@ class Trunk:
 
 def trunk_id(target: str, spec: RunSpec, cfg: TrainConfig) -> str:
     """The id of the trunk ``spec`` belongs to: its model, kwargs and batch shape, hashed (and
-    its warm-up, when the run is too short for ``warmup_min_steps``: :func:`wsd_warmup`).
+    its warm-up, when the run is too short for ``warmup_min_steps``: :func:`wsd_warmup`; and
+    its ``repeat``, when it is a run again with another seed).
 
     Stable across processes; a safe folder name (``trunk-<12 hex>``).
     """
@@ -75,6 +76,8 @@ def trunk_id(target: str, spec: RunSpec, cfg: TrainConfig) -> str:
     warmup = wsd_warmup(spec.steps, cfg)
     if warmup != cfg.warmup_min_steps:
         what["warmup"] = warmup
+    if spec.repeat:  # a repeat of a run (validate.seeds) has its own trunk and seed
+        what["repeat"] = spec.repeat
     key = json.dumps(what, sort_keys=True, default=str)
     return "trunk-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
