@@ -101,6 +101,7 @@ HOFFMANN_BUDGETS = np.array([6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e2
 def holdout_part(path: Path) -> None:
     """Fit on the budgets up to a cut-off, predict a larger budget's optimum (info only)."""
     n, d, loss = load_reference(path)
+    cfg = AnalysisConfig()
     c = 6.0 * n * d
     nearest = np.argmin(np.abs(np.log(c)[:, None] - np.log(HOFFMANN_BUDGETS)[None, :]), axis=1)
     budget = HOFFMANN_BUDGETS[nearest]
@@ -118,8 +119,8 @@ def holdout_part(path: Path) -> None:
                 continue
             m = budget <= cut
             iso = fit_isoflop(budget[m], n[m], d[m], loss[m], c[m])
-            par = fit_parametric(n[m], d[m], loss[m], loss_type="huber",
-                                 huber_delta=AnalysisConfig().huber_delta)
+            par = fit_parametric(n[m], d[m], loss[m], loss_type=cfg.loss,
+                                 huber_delta=cfg.huber_delta)  # the shipped Approach 3
             pn, pd = par.allocation(at)
             errs = (float(iso.n_opt(at)) / ref.optimal_params - 1,
                     float(iso.loss_opt(at)) / ref.optimal_loss - 1,

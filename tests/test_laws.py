@@ -80,6 +80,10 @@ def test_prediction_interval_is_apart_from_the_confidence_interval():
     assert q.expected_loss_ci == p.expected_loss_ci  # the CI is unchanged
     assert q.prediction_interval == [lo * math.exp(-1.96 * 0.05), hi * math.exp(1.96 * 0.05)]
     assert q.residual_sigma_log == 0.05 and dict(q) == dict(p)
+    mean4 = p.with_scatter(0.05, runs=4)  # the mean of 4 runs scatters half as much
+    assert mean4.prediction_interval == pytest.approx(
+        [lo * math.exp(-1.96 * 0.025), hi * math.exp(1.96 * 0.025)])
+    assert mean4.residual_sigma_log == 0.05
     no_ci = laws.Prediction(1e21, 1.0, 2.0, 3.0, 2.0)
     assert no_ci.with_scatter(0.0).prediction_interval == [3.0, 3.0]
 

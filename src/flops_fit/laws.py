@@ -101,15 +101,18 @@ class Prediction(DictView):
             known.setdefault(k, None)
         return cls(**known, extra=extra)
 
-    def with_scatter(self, sigma_log: float, z: float = PREDICTION_Z) -> Prediction:
-        """This prediction with ``prediction_interval`` for one new run's loss.
+    def with_scatter(self, sigma_log: float, z: float = PREDICTION_Z,
+                     runs: int = 1) -> Prediction:
+        """This prediction with ``prediction_interval`` for the mean loss of ``runs`` new runs
+        (one by default).
 
-        The loss CI (or the point value, without one) widened by ``exp(-+z * sigma_log)``,
-        ``sigma_log`` being the standard deviation of the runs' log-loss residuals
-        (:func:`residual_sigma`).
+        The loss CI (or the point value, without one) widened by
+        ``exp(-+z * sigma_log / sqrt(runs))``, ``sigma_log`` being the standard deviation of
+        the runs' log-loss residuals (:func:`residual_sigma`, kept as ``residual_sigma_log``).
         """
         lo, hi = self.expected_loss_ci or (self.expected_loss,) * 2
-        interval = [lo * math.exp(-z * sigma_log), hi * math.exp(z * sigma_log)]
+        half = z * sigma_log / math.sqrt(runs)
+        interval = [lo * math.exp(-half), hi * math.exp(half)]
         return replace(self, residual_sigma_log=sigma_log, prediction_interval=interval)
 
 

@@ -20,8 +20,8 @@ too.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +127,8 @@ def outcome(analysis: ScalingAnalysis, records: list[dict[str, Any]], vplan: Swe
     mean = {size: float(np.mean(v[:common])) for size, v in losses.items()}  # like for like
     achieved_losses = losses.get(centre_size, [])
     achieved = float(np.mean(achieved_losses)) if achieved_losses else None
-    sigma = _residual_sigma(analysis, records)
-    pred = replace(analysis.predict_optimal_size(budget).with_scatter(
-        sigma / math.sqrt(max(1, len(achieved_losses)))), residual_sigma_log=sigma)
+    pred = analysis.predict_optimal_size(budget).with_scatter(
+        _residual_sigma(analysis, records), runs=max(1, len(achieved_losses)))
     interval = pred.prediction_interval
     centre = next(r for r in runs if r["predicted_optimum"])
     p = analysis.parametric
@@ -223,18 +222,14 @@ def validate_stage(run_dir: Path, model_cls: type[nn.Module], sizes: list[int] |
     return out
 
 
-def _repeated(v: dict[str, Any], run: dict[str, Any]) -> bool:
-    """Whether ``run``'s size was trained more than once in this validation."""
-    return sum(r["size_value"] == run["size_value"] for r in v["runs"]) > 1
-
-
 def describe(v: dict[str, Any]) -> str:
     """The validation outcome in a few lines."""
     lines = [f"Validation at C={v['compute_budget']:.3g} FLOPs "
              f"({v['compute_budget'] / v['largest_sweep_budget']:.3g}x the sweep's largest):"]
+    trained = Counter(r["size_value"] for r in v["runs"])  # a size trained with several seeds
     for r in v["runs"]:
         mark = "  <- predicted optimum" if r["predicted_optimum"] else ""
-        seed = f" (seed {r['repeat'] + 1})" if r.get("repeat") or _repeated(v, r) else ""
+        seed = f" (seed {r.get('repeat', 0) + 1})" if trained[r["size_value"]] > 1 else ""
         loss = "pending" if r["final_loss"] is None else f"{r['final_loss']:.4f}"
         lines.append(f"  size {r['size_value']:>5}  N={r['num_params']:>11,}  "
                      f"D={r['num_tokens']:>12,}  loss {loss}{seed}{mark}")
