@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from flops_fit.analyzer import AnalysisConfig  # noqa: E402
+from flops_fit.analysis.analyzer import AnalysisConfig  # noqa: E402
 from flops_fit.fitting import (  # noqa: E402
     bootstrap_parametric,
     fit_isoflop,

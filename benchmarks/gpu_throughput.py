@@ -32,10 +32,10 @@ from train_throughput import (  # benchmarks/ is on sys.path: the same spec and 
 
 from flops_fit.config import DatasetConfig, TrainConfig
 from flops_fit.data import build_data
-from flops_fit.devices import known_peak
 from flops_fit.models.gpt import GPT
-from flops_fit.planner import RunSpec
-from flops_fit.trainer import make_optimizer
+from flops_fit.planning.planner import RunSpec
+from flops_fit.training.devices import known_peak
+from flops_fit.training.schedule import make_optimizer
 
 
 def matmul_peak(device: torch.device, n: int = 4096, seconds: float = 2.0) -> float:

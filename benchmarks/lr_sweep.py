@@ -25,11 +25,11 @@ from rich.table import Table
 
 from flops_fit.config import DatasetConfig, TrainConfig
 from flops_fit.data import build_data
-from flops_fit.flops import count_model
 from flops_fit.models.gpt import GPT
-from flops_fit.planner import RunSpec
-from flops_fit.schedule import lr_for_size
-from flops_fit.trainer import TrainingRunner
+from flops_fit.planning.flops import count_model
+from flops_fit.planning.planner import RunSpec
+from flops_fit.training.runner import TrainingRunner
+from flops_fit.training.schedule import lr_for_size
 
 GPT_KW = {"vocab_size": 256, "seq_len": 128, "head_dim": 16, "width_per_layer": 32,
           "min_layers": 2}  # the default model's kwargs (conf/model/gpt.yaml)

@@ -27,7 +27,7 @@ import json, resource, sys
 from flops_fit.config import TokensDatasetConfig, TrainConfig
 from flops_fit.data import build_data
 from flops_fit.models.gpt import GPT
-from flops_fit.trainer import default_loss_fn
+from flops_fit.training.runner import default_loss_fn
 import torch
 torch.set_num_threads(1)
 folder, steps = sys.argv[1], int(sys.argv[2])

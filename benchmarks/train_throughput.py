@@ -27,10 +27,11 @@ from rich.table import Table
 
 from flops_fit.config import DatasetConfig, TrainConfig
 from flops_fit.data import build_data
-from flops_fit.flops import count_model
 from flops_fit.models.gpt import GPT
-from flops_fit.planner import RunSpec
-from flops_fit.trainer import TrainingRunner, make_optimizer
+from flops_fit.planning.flops import count_model
+from flops_fit.planning.planner import RunSpec
+from flops_fit.training.runner import TrainingRunner
+from flops_fit.training.schedule import make_optimizer
 
 GPT_KW = {"vocab_size": 256, "head_dim": 16, "width_per_layer": 32}
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
 CONF = REPO / "conf"
+FIXTURES = TESTS / "fixtures"
+FIXTURE_V0_1_0 = FIXTURES / "rundir_v0_1_0"
 
 
 def run_cli(*args: str, cwd: str | Path | None = None, env: dict | None = None,
@@ -26,9 +29,8 @@ def run_cli(*args: str, cwd: str | Path | None = None, env: dict | None = None,
 
 def reference_csv() -> Path:
     """tests/data copy first, then ../shared/reference, then $FLOPS_FIT_REFERENCE_CSV."""
-    here = Path(__file__).resolve()
-    candidates = [here.parent / "data" / "chinchilla_epoch.csv",
-                  here.parents[2] / "shared" / "reference" / "chinchilla_epoch.csv"]
+    candidates = [TESTS / "data" / "chinchilla_epoch.csv",
+                  REPO.parent / "shared" / "reference" / "chinchilla_epoch.csv"]
     if os.environ.get("FLOPS_FIT_REFERENCE_CSV"):
         candidates.append(Path(os.environ["FLOPS_FIT_REFERENCE_CSV"]))
     for p in candidates:

@@ -1,8 +1,8 @@
 """flops-fit: plan an IsoFLOP sweep of your model, train it, fit scaling laws, predict."""
 
-from flops_fit.contracts import validate_model_contract
 from flops_fit.errors import FlopsFitError, NotEnoughDataError
-from flops_fit.planner import RunSpec, SweepPlan, plan_sweep
+from flops_fit.planning.contracts import validate_model_contract
+from flops_fit.planning.planner import RunSpec, SweepPlan, plan_sweep
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """``find_optimal()``: the whole job from one Python call.
 
-It builds the same :class:`~flops_fit.config.Settings` the command line builds (its keyword
+It builds the same :class:`~flops_fit.config.settings.Settings` the command line builds (its keyword
 defaults are the config dataclasses' defaults, so ``find_optimal(GPT, "width")`` plans the
 sweep ``flops-fit plan`` plans) and calls the same stage functions: plan → train → analyze →
 visualize → :class:`Result` (or the :class:`SweepPlan` alone with ``train=False``). Everything
@@ -18,6 +18,7 @@ from typing import Any
 import torch.nn as nn
 from rich.console import Console
 
+from flops_fit.config.reading import class_path
 from flops_fit.config import (
     AnalysisConfig,
     BudgetsConfig,
@@ -27,11 +28,16 @@ from flops_fit.config import (
     TrainConfig,
     TuneConfig,
 )
-from flops_fit.contracts import validate_loss_fn
-from flops_fit.planner import SweepPlan, default_size_grid
-from flops_fit.reading import class_path
+from flops_fit.planning.contracts import validate_loss_fn
+from flops_fit.planning.planner import SweepPlan, default_size_grid
 from flops_fit.result import Result
-from flops_fit.stages import analyze_command, draw, make_plan, train_command, tune_unless_tuned
+from flops_fit.stages.pipeline import (
+    analyze_command,
+    draw,
+    make_plan,
+    train_command,
+    tune_unless_tuned,
+)
 
 _B = BudgetsConfig
 
@@ -87,13 +93,13 @@ def find_optimal(
         sizes: candidate size values (default: the config's range for the default GPT, else
             1..64, then ~4% steps up to 65536).
         sizes_per_budget, span, tokens_per_param, min_steps, exponent: as ``budgets.*``.
-        train_config: batch size, schedule, device, ... (:class:`flops_fit.config.TrainConfig`).
-        analysis_config: :class:`flops_fit.config.AnalysisConfig`.
+        train_config: batch size, schedule, device, ... (:class:`flops_fit.config.settings.TrainConfig`).
+        analysis_config: :class:`flops_fit.config.settings.AnalysisConfig`.
         predict_budget: the budget the report predicts for (default: 100x the largest).
         overwrite: re-plan a run directory whose results come from another plan.
         tune: with ``train=True``, first find the peak LR per size (``flops-fit tune``; skipped
             when the run directory already has tuning.json); the sweep then trains with it.
-        tune_config: how to tune (:class:`flops_fit.config.TuneConfig`).
+        tune_config: how to tune (:class:`flops_fit.config.settings.TuneConfig`).
 
     Returns:
         A :class:`SweepPlan` (``train=False``) or a :class:`Result` (``train=True``).

@@ -3,7 +3,7 @@
 ``flops-fit <command> [hydra overrides]`` — each command is its own ``@hydra.main`` with the
 primary config ``conf/<command>.yaml`` (shared groups: model, dataset, budgets, train,
 analysis), so ``--help``, ``--cfg job``, ``-m`` and launchers are Hydra's own. Hydra stays in
-this file: it turns the composed config into plain :class:`~flops_fit.stages.Settings`.
+this file: it turns the composed config into plain :class:`~flops_fit.stages.pipeline.Settings`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from rich.markup import escape
 
-from flops_fit import stages
 from flops_fit.config import Settings, settings_from_mapping
 from flops_fit.errors import FlopsFitError, Terminated
-from flops_fit.interrupts import on_sigterm
-from flops_fit.plan_io import check_run_dir
+from flops_fit.planning.plans import check_run_dir
+from flops_fit.stages import pipeline as stages
+from flops_fit.training.interrupts import on_sigterm
 
 COMMANDS: dict[str, str] = {
     "plan": "plan the IsoFLOP sweep of the model and write run_dir/plan.json",

@@ -14,13 +14,19 @@ from typing import Any
 
 import pandas as pd
 
-from flops_fit.analysis import ScalingAnalysis
+from flops_fit.analysis.laws import Prediction
+from flops_fit.analysis.realise import in_user_terms
+from flops_fit.analysis.scaling_analysis import ScalingAnalysis
 from flops_fit.errors import FlopsFitError
-from flops_fit.laws import Prediction
-from flops_fit.layout import ANALYSIS_DIR, LAWS_FILE, PLOTS_DIR, RESULTS_FILE, VALIDATION_FILE
-from flops_fit.realise import in_user_terms
-from flops_fit.records import ValidationOutcome
-from flops_fit.rundir import read_json
+from flops_fit.rundir.io import read_json
+from flops_fit.rundir.layout import (
+    ANALYSIS_DIR,
+    LAWS_FILE,
+    PLOTS_DIR,
+    RESULTS_FILE,
+    VALIDATION_FILE,
+)
+from flops_fit.rundir.records import ValidationOutcome
 
 __all__ = ["Result", "RESULTS_FILE", "ANALYSIS_FILE"]
 
@@ -81,10 +87,10 @@ class Result:
                 ) -> Prediction | list[Prediction]:
         """Compute-optimal ``optimal_params``, ``optimal_tokens``, ``expected_loss``, ... for C.
 
-        A :class:`~flops_fit.laws.Prediction`, which also reads like the dict it used to be;
+        A :class:`~flops_fit.analysis.laws.Prediction`, which also reads like the dict it used to be;
         a list of budgets gives a list of Predictions. ``p["model"]`` is the nearest model one
         can build (size value and full kwargs) and ``p["notes"]`` warns of a budget far outside
-        the sweep or of tokens beyond the data's (:mod:`flops_fit.realise`). ``method``
+        the sweep or of tokens beyond the data's (:mod:`flops_fit.analysis.realise`). ``method``
         (``"isoflop"`` or ``"parametric"``) asks one approach instead of the analysis's own.
         """
         if isinstance(compute_budget, (list, tuple)):
@@ -95,7 +101,7 @@ class Result:
 
     def plot(self, show: bool = False, predict_budget: float | None = None) -> list:
         """Draw every plot (saved under ``plots/`` as PNG and SVG) and return the Figures."""
-        from flops_fit.visualizer import ScalingVisualizer
+        from flops_fit.plots.visualizer import ScalingVisualizer
 
         out = Path(self.output_dir)
         vis = ScalingVisualizer(out / RESULTS_FILE, out / ANALYSIS_FILE, out / PLOTS_DIR,

@@ -6,7 +6,7 @@
 * ``state_dict()`` / ``load_state_dict()`` — the sampler's state, stored in checkpoints so a
   resumed run draws exactly the batches an uninterrupted one would.
 
-The options of ``conf/dataset/`` (one config class each, :data:`flops_fit.config.DATASET_CLASSES`):
+The options of ``conf/dataset/`` (one config class each, :data:`flops_fit.config.settings.DATASET_CLASSES`):
 
 ========== ======================================= ==========================================
 option     what                                    module

@@ -23,14 +23,14 @@ from flops_fit.config import DatasetConfig
 from flops_fit.data.corpus import corpus_tensors
 from flops_fit.data.tokens import TokenCorpus, token_corpus
 from flops_fit.errors import FlopsFitError
-from flops_fit.layout import (
+from flops_fit.rundir.io import atomic_file, atomic_write_json, file_lock, read_json
+from flops_fit.rundir.layout import (
     DATA_META_FILE,
     TOKENIZER_FILE,
     TRAIN_TOKENS_FILE,
     VAL_TOKENS_FILE,
     Layout,
 )
-from flops_fit.rundir import atomic_file, atomic_write_json, file_lock, read_json
 
 _CHUNK = 1 << 20  # texts handed to the tokenizer: ~1 MB, cut at line ends
 

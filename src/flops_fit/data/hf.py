@@ -29,7 +29,7 @@ from flops_fit.data.bpe import (
 )
 from flops_fit.data.tokens import TokenCorpus, token_corpus
 from flops_fit.errors import FlopsFitError
-from flops_fit.layout import TOKENIZER_FILE, TRAIN_TOKENS_FILE, VAL_TOKENS_FILE, Layout
+from flops_fit.rundir.layout import TOKENIZER_FILE, TRAIN_TOKENS_FILE, VAL_TOKENS_FILE, Layout
 
 _FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 

@@ -18,7 +18,7 @@ import torch
 from flops_fit.data.corpus import ByteCorpus
 from flops_fit.data.source import Batch
 from flops_fit.errors import FlopsFitError
-from flops_fit.layout import TRAIN_TOKENS_FILE, VAL_TOKENS_FILE
+from flops_fit.rundir.layout import TRAIN_TOKENS_FILE, VAL_TOKENS_FILE
 
 #: ids checked against the vocabulary when the files are opened (the head of each file;
 #: every batch is checked as it is drawn)

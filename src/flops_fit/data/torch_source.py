@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
+from flops_fit.config.reading import import_object
 from flops_fit.config import CustomDatasetConfig
-from flops_fit.contracts import validate_dataset
 from flops_fit.data.source import Batch, DataSource
 from flops_fit.errors import FlopsFitError
-from flops_fit.reading import import_object
+from flops_fit.planning.contracts import validate_dataset
 
 
 def _split_samples(batch: Any) -> list[Any]:

@@ -17,7 +17,7 @@ PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 #: bounds of the exponents alpha and beta (a fit that ends on one is degenerate)
 EXPONENT_BOUNDS = (0.01, 3.0)
 #: the E, A- and B-terms may fall this many e-folds below the lowest loss before they hit a bound
-_LOG_TERM_SPAN = 20.0
+LOG_TERM_SPAN = 20.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def serial_blas():
                 setter(n)  # type: ignore[operator]
 
 
-def _serial(func):
+def serial(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         with serial_blas():
@@ -74,7 +74,7 @@ def _serial(func):
     return wrapper
 
 
-def _as_positive_array(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+def as_positive_array(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=float).reshape(-1)
     if arr.size and not np.all(np.isfinite(arr) & (arr > 0)):
         raise ValueError(f"{name} must be finite and positive")
@@ -98,7 +98,7 @@ def percentile_interval(samples: np.ndarray, ci: float = 0.95, axis: int = 0) ->
         return np.nanpercentile(masked, q, axis=axis)
 
 
-def _nanstd(samples: np.ndarray, axis: int = 0) -> np.ndarray:
+def nanstd(samples: np.ndarray, axis: int = 0) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanstd(np.where(np.isfinite(samples), samples, np.nan), axis=axis, ddof=1)
@@ -142,8 +142,8 @@ def fit_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarr
 
     ``x`` and ``y`` are positive arrays of equal shape ``(m,)`` with at least two distinct ``x``.
     """
-    x = _as_positive_array(x, "x")
-    y = _as_positive_array(y, "y")
+    x = as_positive_array(x, "x")
+    y = as_positive_array(y, "y")
     if x.shape != y.shape:
         raise ValueError("x and y must have the same shape")
     lx, ly = np.log(x), np.log(y)

@@ -10,9 +10,9 @@ import numpy as np
 
 from flops_fit.fitting.common import (
     PowerLaw,
-    _as_positive_array,
-    _nanstd,
-    _serial,
+    as_positive_array,
+    nanstd,
+    serial,
     fit_power_law,
     percentile_interval,
 )
@@ -144,7 +144,7 @@ class IsoFlopBootstrap:
         return float(lo), float(hi)
 
     def se(self, column: str) -> float:
-        return float(_nanstd(self.samples[:, self.COLUMNS.index(column)]))
+        return float(nanstd(self.samples[:, self.COLUMNS.index(column)]))
 
 
 @dataclass
@@ -186,7 +186,7 @@ def _fmt_c(c: float) -> str:
     return f"{c:.3g}"
 
 
-@_serial
+@serial
 def fit_isoflop(
     budget: Sequence[float] | np.ndarray,
     n: Sequence[float] | np.ndarray,
@@ -210,10 +210,10 @@ def fit_isoflop(
     n_bootstrap : resamples of runs within budgets for the intervals (0: none).
     """
     budget = np.asarray(budget, dtype=float).reshape(-1)
-    n = _as_positive_array(n, "n")
-    d = _as_positive_array(d, "d")
-    loss = _as_positive_array(loss, "loss")
-    c = 6.0 * n * d if c is None else _as_positive_array(c, "c")
+    n = as_positive_array(n, "n")
+    d = as_positive_array(d, "d")
+    loss = as_positive_array(loss, "loss")
+    c = 6.0 * n * d if c is None else as_positive_array(c, "c")
     opt, skipped = isoflop_optima(budget, n, d, loss, c, min_sizes=min_sizes)
     notes: list[str] = []
     if not opt:

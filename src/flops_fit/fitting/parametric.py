@@ -11,12 +11,12 @@ import numpy as np
 from scipy.optimize import minimize
 
 from flops_fit.fitting.common import (
-    _LOG_TERM_SPAN,
+    LOG_TERM_SPAN,
     EXPONENT_BOUNDS,
     PARAM_NAMES,
-    _as_positive_array,
-    _nanstd,
-    _serial,
+    as_positive_array,
+    nanstd,
+    serial,
     percentile_interval,
 )
 
@@ -260,7 +260,7 @@ def _grid_starts(
 
 
 def _bounds(loss: np.ndarray, fix_E: float | None) -> list[tuple[float, float]]:
-    lo = math.log(loss.min()) - _LOG_TERM_SPAN
+    lo = math.log(loss.min()) - LOG_TERM_SPAN
     hi = math.log(loss.max()) + math.log(10.0)
     b = [(lo, hi), (lo, hi), (lo, hi), EXPONENT_BOUNDS, EXPONENT_BOUNDS]
     return b[1:] if fix_E is not None else b
@@ -289,7 +289,7 @@ def _stationary(res, bounds, tol: float = 1e-6) -> bool:
     return bool(np.all(np.isfinite(pg)) and np.max(np.abs(pg)) <= tol)
 
 
-@_serial
+@serial
 def fit_parametric(
     n: Sequence[float] | np.ndarray,
     d: Sequence[float] | np.ndarray,
@@ -314,9 +314,9 @@ def fit_parametric(
         each, log-spaced over 0.05...2.5).
     n_starts : how many grid minima start an L-BFGS-B polish.
     """
-    n = _as_positive_array(n, "n")
-    d = _as_positive_array(d, "d")
-    loss = _as_positive_array(loss, "loss")
+    n = as_positive_array(n, "n")
+    d = as_positive_array(d, "d")
+    loss = as_positive_array(loss, "loss")
     if not (n.shape == d.shape == loss.shape):
         raise ValueError("n, d and loss must have the same shape")
     if loss_type not in ("huber", "lsq"):
@@ -412,7 +412,7 @@ class ParametricBootstrap:
         return float(lo), float(hi)
 
     def se(self, name: str) -> float:
-        return float(_nanstd(self.column(name)))
+        return float(nanstd(self.column(name)))
 
     def allocation(self, C: float, flops_per_param_token: float = 6.0):
         """``(N_opt, D_opt)`` samples at compute C, shape ``(n_resamples,)`` each."""
@@ -420,7 +420,7 @@ class ParametricBootstrap:
         return optimal_allocation(C, s[:, 1], s[:, 2], s[:, 3], s[:, 4], flops_per_param_token)
 
 
-@_serial
+@serial
 def bootstrap_parametric(
     fit: ParametricFit,
     n: Sequence[float] | np.ndarray,
@@ -436,9 +436,9 @@ def bootstrap_parametric(
     Each resample is refitted by L-BFGS-B warm-started from the full-data optimum ``fit`` with
     the same loss and bounds; a resample is a vector of multiplicities, so nothing is copied.
     """
-    n = _as_positive_array(n, "n")
-    d = _as_positive_array(d, "d")
-    loss = _as_positive_array(loss, "loss")
+    n = as_positive_array(n, "n")
+    d = as_positive_array(d, "d")
+    loss = as_positive_array(loss, "loss")
     delta = fit.huber_delta if fit.loss == "huber" else None
     fixed_e = math.log(fit.E) if fit.fixed_E else None
     obj = _Objective(np.log(n), np.log(d), np.log(loss), delta, fixed_e)

@@ -8,24 +8,46 @@ Intervals have one shape: ``section[name + "_ci"] = [lo, hi]``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from flops_fit import laws
-from flops_fit.analysis import ScalingAnalysis
+from flops_fit.analysis import laws
+from flops_fit.analysis.scaling_analysis import ScalingAnalysis
+from flops_fit.analysis.sections import Bootstrap, ParametricSection
 from flops_fit.fitting import (
     fit_power_law,
     optimal_allocation,
     parametric_loss,
     percentile_interval,
 )
-from flops_fit.sections import Bootstrap, ParametricSection
 
-if TYPE_CHECKING:
-    from flops_fit.plots.data import Optimum
+
+@dataclass(frozen=True)
+class Optimum:
+    """One budget's IsoFLOP minimum (``c``: the x of the power laws)."""
+
+    budget: float
+    c: float
+    n: float
+    d: float
+    loss: float
+    interior: bool
+    n_ci: tuple[float, float] | None
+    d_ci: tuple[float, float] | None
+    loss_ci: tuple[float, float] | None
+
+    def value(self, j: int) -> float:
+        """N, D or the loss (``j`` = 0, 1, 2)."""
+        return (self.n, self.d, self.loss)[j]
+
+    def ci(self, j: int) -> tuple[float, float] | None:
+        return (self.n_ci, self.d_ci, self.loss_ci)[j]
+
+
 
 #: the law names of the three panels (N_opt, D_opt, L_opt)
 LAW_NAMES = ("n_opt", "d_opt", "loss_opt")
@@ -202,8 +224,6 @@ class Laws:
 
     def optima(self) -> list[Optimum]:
         """The IsoFLOP optima of the analysis, by compute."""
-        from flops_fit.plots.data import Optimum
-
         out = []
         for b in self.isoflop.get("budgets") or []:
             if not isinstance(b, dict):

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from flops_fit.errors import FlopsFitError
-from flops_fit.layout import VALIDATION_FILE, Layout
-from flops_fit.plots.curves import Laws, num
-from flops_fit.records import RunRecord, read_metrics
-from flops_fit.rundir import read_json
+from flops_fit.plots.curves import Laws, Optimum, num
+from flops_fit.rundir.io import read_json
+from flops_fit.rundir.layout import VALIDATION_FILE, Layout
+from flops_fit.rundir.records import RunRecord, read_metrics
 
 
 @dataclass(frozen=True)
@@ -34,28 +34,6 @@ class Run:
     loss: float
     c: float
     budget: float
-
-
-@dataclass(frozen=True)
-class Optimum:
-    """One budget's IsoFLOP minimum (``c``: the x of the power laws)."""
-
-    budget: float
-    c: float
-    n: float
-    d: float
-    loss: float
-    interior: bool
-    n_ci: tuple[float, float] | None
-    d_ci: tuple[float, float] | None
-    loss_ci: tuple[float, float] | None
-
-    def value(self, j: int) -> float:
-        """N, D or the loss (``j`` = 0, 1, 2)."""
-        return (self.n, self.d, self.loss)[j]
-
-    def ci(self, j: int) -> tuple[float, float] | None:
-        return (self.n_ci, self.d_ci, self.loss_ci)[j]
 
 
 @dataclass(frozen=True)

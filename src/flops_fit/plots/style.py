@@ -16,7 +16,7 @@ from matplotlib import colors as mcolors
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
-from flops_fit.rundir import atomic_file
+from flops_fit.rundir.io import atomic_file
 
 LOSS_LABEL = "final loss (nats/token)"
 PRED_COLOR = "#d62728"

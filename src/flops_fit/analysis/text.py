@@ -1,0 +1,161 @@
+"""Text of the analysis: ``describe()``, the Chinchilla table, ``flops-fit analyze``'s output.
+
+Formatting only: every number comes from a :class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis` or its
+:class:`~flops_fit.analysis.laws.Prediction` objects.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from flops_fit.analysis.scaling_analysis import ScalingAnalysis
+
+__all__ = ["si", "fmt_loss", "chinchilla_table", "describe", "print_analysis"]
+
+
+def si(x: float | None) -> str:
+    """``12.3M``-style: three significant digits with a K/M/B/T suffix ("n/a" for None)."""
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    for div, suf in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            if abs(x) >= 1e15:
+                return f"{x:.3g}"
+            return f"{x / div:.3g}{suf}"
+    return f"{x:.3g}"
+
+
+def fmt_loss(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _ratio(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def chinchilla_table(predictions: Sequence[Mapping[str, Any]], ci_level: float) -> str:
+    """A markdown table of the predictions' N, D, D/N and loss with their intervals."""
+    pct = f"{ci_level:.0%}"
+
+    def cell(p: Mapping[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
+        ci = p.get(f"{key}_ci")
+        v = fmt(p.get(key))
+        if ci and ci[0] is not None and ci[1] is not None:
+            return f"{v} [{fmt(ci[0])}, {fmt(ci[1])}]"
+        return v
+
+    lines = [
+        f"| Compute (FLOPs) | Optimal N ({pct} CI) | Optimal D ({pct} CI) | D/N | "
+        f"Expected loss ({pct} CI) |",
+        "|---|---|---|---|---|",
+    ]
+    for p in predictions:
+        lines.append(
+            f"| {p['target_compute']:.2e} | {cell(p, 'optimal_params', si)} | "
+            f"{cell(p, 'optimal_tokens', si)} | {_ratio(p['tokens_per_param'])} | "
+            f"{cell(p, 'expected_loss', fmt_loss)} |"
+        )
+    return "\n".join(lines)
+
+
+def _iv(ci: list | None, fmt: str = ".4g") -> str:
+    if ci and ci[0] is not None and ci[1] is not None:
+        return f" [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
+    return ""
+
+
+def describe(analysis: ScalingAnalysis) -> str:
+    """The fitted laws with their intervals, a few plain lines."""
+    pct = f"{analysis.ci_level:.0%}"
+    lines = []
+    p = analysis.parametric
+    if p.available:
+        how = f"{p.loss}" + (f" delta={p.huber_delta:g}" if p.huber_delta else "")
+        n_boot = p.bootstrap.n_resamples if p.bootstrap is not None else 0
+        lines.append(f"Approach 3 (parametric, L(N, D) = E + A/N^alpha + B/D^beta; {how}; "
+                     f"{p.n_points} runs; {n_boot} bootstrap "
+                     f"resamples, {pct} intervals):")
+        fixed = " (fixed)" if p.fixed_E is not None else ""
+        lines.append(f"  E = {p.E:.4g}{fixed}{_iv(p.E_ci)}   A = {p.A:.4g}{_iv(p.A_ci)}"
+                     f"   B = {p.B:.4g}{_iv(p.B_ci)}")
+        lines.append(f"  alpha = {p.alpha:.4f}{_iv(p.alpha_ci, '.4f')}   "
+                     f"beta = {p.beta:.4f}{_iv(p.beta_ci, '.4f')}")
+        lines.append(f"  N_opt ~ C^{p.a:.3f}{_iv(p.a_ci, '.3f')}   "
+                     f"D_opt ~ C^{p.b:.3f}{_iv(p.b_ci, '.3f')}")
+        if p.degenerate:
+            lines.append("  DEGENERATE: " + "; ".join(p.degenerate_reasons or []))
+    else:
+        lines.append(f"Approach 3 (parametric): {p.message}")
+    iso = analysis.isoflop
+    if iso.available:
+        budgets = iso.budgets or []
+        ni = sum(1 for b in budgets if b.used)
+        lines.append(f"Approach 2 (IsoFLOP parabolas; {ni} of {len(budgets)} budgets "
+                     "interior):")
+        for law, label in ((iso.n_opt, "N_opt"), (iso.d_opt, "D_opt"), (iso.loss_opt, "L_opt")):
+            if law:
+                lines.append(f"  {label} = {law.coefficient:.4g} * C^{law.exponent:.3f}"
+                             f"{_iv(law.exponent_ci, '.3f')}")
+    else:
+        lines.append(f"Approach 2 (IsoFLOP): {iso.message}")
+    a1 = analysis.approach1
+    if a1.available:
+        law = a1.n_opt
+        lines.append(f"Approach 1 (envelope of {a1.n_curves} training curves): "
+                     f"N_opt ~ C^{law.exponent:.3f}{_iv(law.exponent_ci, '.3f')}")
+        if a1.points:
+            lines.append(f"  points used: {a1.points}")
+    elif a1.message:
+        lines.append(a1.message)
+    lines.append(f"Predictions use: {analysis.method or 'nothing (no fit)'}")
+    if analysis.method_note:
+        lines.append(f"  note: {analysis.method_note}")
+    return "\n".join(lines)
+
+
+def print_analysis(console: Console, results_path: Path, output_path: Path,
+                   analysis: ScalingAnalysis, budgets: list[float]) -> None:
+    """``flops-fit analyze``'s output: runs used, warnings, the laws, the table, the holdout."""
+
+    def say(text: str = "") -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    runs = analysis.provenance["runs"]
+    counts = runs["status_counts"]
+    other = [d for d in runs["dropped"] if not d["reason"].startswith("status")]
+    say(f"Analysed {results_path}")
+    say(f"Runs: {runs['n_used']} used of {runs['n_records']} records ("
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ")"
+        + (f"; {len(other)} completed run(s) dropped: "
+           + "; ".join(f"{d['run_id']}: {d['reason']}" for d in other[:5])
+           + (" ..." if len(other) > 5 else "") if other else "") + ".")
+    pending = sum(v for k, v in counts.items() if k not in ("completed", "failed", "diverged"))
+    if pending:
+        say(f"{pending} run(s) are not finished yet; this fit uses the completed ones only.")
+    for w in analysis.warnings:
+        if w not in (analysis.isoflop.message, analysis.method_note):  # describe() says it
+            say(f"warning: {w}")
+    say(describe(analysis))
+    say()
+    say(analysis.chinchilla_table(budgets))
+    h = analysis.holdout
+    if h:
+        say()
+        if h.get("available"):
+            p, act = h["predicted"], h["actual"]
+            ref_n = act["optimal_params"] if act.get("interior") else act["best_run_params"]
+            ref_l = act["optimal_loss"] if act.get("interior") else act["best_run_loss"]
+            say(f"Holdout (largest budget {h['compute_budget']:.3g} refitted without its "
+                f"{h['n_runs_held_out']} runs, {h['method']}): predicted N_opt "
+                f"{si(p['optimal_params'])} vs actual {si(ref_n)}; predicted loss "
+                f"{fmt_loss(p['expected_loss'])} vs actual {fmt_loss(ref_l)} "
+                f"({act['source']}).")
+        else:
+            say(h.get("message", "Holdout skipped."))
+    say(f"Wrote {output_path}")

@@ -1,0 +1,440 @@
+"""The stages as plain Python: each takes a checked :class:`~flops_fit.config.settings.Settings`.
+
+``cli.py`` builds the Settings from Hydra's config and ``api.find_optimal`` from keyword
+arguments; both then call these functions, so the command line and Python plan, train and fit
+the same way. Each stage reads only the files of the run directory and its settings, so any
+stage can be re-run alone, from any working directory, at any time.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from flops_fit.analysis.analyzer import run_analysis
+from flops_fit.analysis.realise import describe as describe_prediction
+from flops_fit.config.reading import class_path, import_model_class
+from flops_fit.config import CustomDatasetConfig, DatasetConfig, PredictConfig, Settings
+from flops_fit.data import as_data_source, build_custom, build_data, custom_loss
+from flops_fit.errors import FlopsFitError, TrainingFailedError
+from flops_fit.planning.adaptive import extend_plan
+from flops_fit.planning.contracts import validate_loss_fn
+from flops_fit.planning.planner import SweepPlan, plan_sweep
+from flops_fit.planning.plans import (
+    append_runs,
+    check_run_dir,
+    experiment_differences,
+    has_results,
+    load_plan,
+    reconcile_plan,
+)
+from flops_fit.result import Result
+from flops_fit.rundir.io import file_lock, load_run_results, read_json, remove_stale_temp_files
+from flops_fit.rundir.layout import Layout
+from flops_fit.rundir.records import TuningRecord
+from flops_fit.stages.tune import apply_rule, load_tuning, run_tuning
+from flops_fit.stages.validate import validate_stage
+from flops_fit.training.devices import pick_cuda_device, release_devices, resolve_device
+from flops_fit.training.estimate import estimate_lines, probe_plan
+from flops_fit.training.sweep import train_stage
+from flops_fit.training.tracking.loggers import log_fit, log_plots
+
+
+def _data_identity(s: Settings) -> dict[str, Any]:
+    if s.data is not None:  # a Python object: named by its class
+        return {"name": "python:" + class_path(type(s.data))}
+    return s.dataset.identity()
+
+
+def _torch_data(s: Settings) -> Any:
+    """The user's torch data: given from Python, or built by ``dataset=custom``; else None."""
+    if s.data is not None:
+        return s.data
+    if isinstance(s.dataset, CustomDatasetConfig):
+        return build_custom(s.dataset)
+    return None
+
+
+def _loss_fn(s: Settings) -> Any:
+    """The loss given from Python, or the one ``dataset=custom`` names (None: cross-entropy)."""
+    if s.loss_fn is not None:
+        return s.loss_fn
+    if s.data is None and isinstance(s.dataset, CustomDatasetConfig):
+        return custom_loss(s.dataset)
+    return None
+
+
+def _data_source(s: Settings, seq_len: int, batch_size: int) -> Any:
+    data = _torch_data(s)
+    if data is not None:
+        val_fraction = getattr(s.dataset, "val_fraction", 0.05) if s.data is None else 0.05
+        return as_data_source(data, val_fraction=val_fraction)
+    return build_data(s.dataset, seq_len, batch_size, cache_dir=s.run_dir)
+
+
+def _example(s: Settings) -> tuple[int, Any]:
+    """The sample length and example input of the settings' data (None: token windows)."""
+    seq_len, example = s.train.seq_len, None
+    data = _torch_data(s)
+    if data is not None:  # the user's data fixes the sample shape
+        example = as_data_source(data).example_input()
+        is_tokens = example.dim() > 1 and not example.dtype.is_floating_point
+        seq_len = int(example.shape[1]) if is_tokens else 1
+    return seq_len, example
+
+
+def make_plan(s: Settings) -> SweepPlan:
+    """Plan the sweep the settings describe (nothing is written but a tokenized-data cache).
+
+    The data is checked here, before anything trains: a missing or binary file, too little
+    data for a batch, a user dataset that breaks the contract.
+    """
+    model_cls = s.resolved_model_cls()
+    seq_len, example = _example(s)
+    if example is None and s.dataset != DatasetConfig():  # the built-in corpus needs no check
+        _data_source(s, seq_len, s.train.batch_size)
+    context = {"dataset": _data_identity(s), "train": {**s.train.trajectory(),
+                                                       "seq_len": seq_len}}
+    with warnings.catch_warnings(record=True):  # the notes are in plan.warnings
+        warnings.simplefilter("always")
+        return plan_sweep(
+            model_cls, s.model.size_param, dict(s.model.kwargs), s.budgets.checked_values(),
+            sizes=s.candidate_sizes(), sizes_per_budget=s.budgets.sizes_per_budget,
+            span=s.budgets.span, tokens_per_param=s.budgets.tokens_per_param,
+            exponent=s.budgets.exponent, batch_size=s.train.batch_size, seq_len=seq_len,
+            min_steps=s.budgets.min_steps, example_input=example,
+            model_target=class_path(model_cls) if s.model_cls is not None else s.model._target_,
+            context=context,
+        )
+
+
+def plan_or_reconcile(s: Settings, console: Console, show: bool = False) -> SweepPlan:
+    """The plan of ``s`` in its run directory, by :func:`~flops_fit.planning.plans.reconcile_plan`.
+
+    Under a lock: the shards of a multirun start (and plan) together.
+    """
+    s.check()
+    run_dir = check_run_dir(s.run_dir)
+    requested = make_plan(s)
+    with file_lock(Layout(run_dir).plan):
+        plan = reconcile_plan(run_dir, requested, s.overwrite, console)
+    if show:
+        for note in plan.warnings:
+            console.print(f"[yellow]warning:[/] {escape(note)}")
+        console.print(plan.table(show_ids=console.width >= 110))
+        console.print(f"Wrote {escape(str(Layout(run_dir).plan))}")
+    return plan
+
+
+def plan_stage(s: Settings, console: Console | None = None) -> SweepPlan:
+    """Plan and write ``plan.json`` atomically; refuse to orphan existing results.
+
+    ``extend=true`` first appends the sizes ``budgets.adaptive`` calls for (after sharded
+    training); then the plan's compute and estimated time are printed (estimate.py).
+    """
+    console = console or Console(highlight=False)
+    plan = plan_or_reconcile(s, console, show=not s.extend)
+    if s.extend:
+        plan = extend_stage(s, plan, console, explicit=True)
+        console.print(plan.table(show_ids=console.width >= 110))
+    print_estimate(s, plan, console)
+    return plan
+
+
+def print_estimate(s: Settings, plan: SweepPlan, console: Console) -> None:
+    """The plan's compute (separate runs, with reuse) and estimated time (estimate.py)."""
+    probes = device = None
+    if s.estimate.probe:
+        train = copy.copy(s.train)
+        if s.data is not None:
+            train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
+        device = resolve_device(train.device)
+        data = _data_source(s, train.seq_len, train.batch_size)
+        probes = probe_plan(check_run_dir(s.run_dir), plan, _model_cls_of(plan, s), data,
+                            train, s.estimate, console)
+    for line in estimate_lines(plan, s.train, probes, device):
+        console.print(escape(line), highlight=False)
+
+
+def extend_stage(s: Settings, plan: SweepPlan, console: Console,
+                 explicit: bool = False) -> SweepPlan:
+    """Append the runs ``budgets.adaptive`` calls for to plan.json (see adaptive.py).
+
+    ``explicit`` (``plan extend=true``) extends even when ``budgets.adaptive`` is off.
+    """
+    if not (s.budgets.adaptive or explicit):
+        return plan
+    run_dir = check_run_dir(s.run_dir)
+    ext = extend_plan(plan, load_run_results(run_dir), _model_cls_of(plan, s),
+                      s.candidate_sizes(), max_added=s.budgets.max_added,
+                      min_steps=s.budgets.min_steps, example_input=_example(s)[1])
+    for note in ext.notes:
+        console.print(f"adaptive: {escape(note)}", highlight=False)
+    if ext.waiting and explicit:
+        console.print(f"adaptive: {ext.waiting} budget(s) still have runs to train; extend "
+                      "again after they finish.", highlight=False)
+    if not ext.added:
+        return plan
+    plan = append_runs(run_dir, ext.added)
+    console.print(f"adaptive: added {len(ext.added)} run(s) to "
+                  f"{escape(str(Layout(run_dir).plan))}", highlight=False)
+    return plan
+
+
+def _model_cls_of(plan: SweepPlan, s: Settings) -> type:
+    """The plan's model class: the one given from Python if it is that class, else imported."""
+    if s.model_cls is not None and class_path(s.model_cls) == plan.model["_target_"]:
+        return s.model_cls
+    return import_model_class(plan.model["_target_"])
+
+
+def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
+    """Train every run of the settings' plan that is not complete (planning first if needed).
+
+    The LR rule is ``tuning.json``'s when the run directory has one (:func:`use_tuned_rule`).
+    """
+    label = use_tuned_rule(s, console)
+    plan = plan_or_reconcile(s, console)
+    model_cls = _model_cls_of(plan, s)
+    train = s.train
+    if _torch_data(s) is not None:  # the plan fixed the sample length of the user's data
+        train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
+    data = _data_source(s, train.seq_len, train.batch_size)
+    loss_fn = _loss_fn(s)
+    if loss_fn is not None:
+        validate_loss_fn(loss_fn)
+    plan = extend_stage(s, plan, console)  # results of an earlier (sharded) train call
+    # one free GPU per job (devices_per_run of them for a multi-device run), before CUDA starts
+    train.device = pick_cuda_device(train.device, k=train.devices_per_run)
+    try:
+        records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
+                              loss_fn=loss_fn, console=console, lr_rule=label)
+        # one process: train -> extend -> train the added runs, until nothing is added
+        # (bounded by budgets.max_added per budget); shards extend at the next train
+        while s.budgets.adaptive and train.num_shards == 1:
+            before = len(plan.runs)
+            plan = extend_stage(s, plan, console)
+            if len(plan.runs) == before:
+                break
+            records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
+                                  loss_fn=loss_fn, console=console, lr_rule=label)
+    finally:
+        release_devices()  # a reused launcher worker must not keep this job's GPU
+    _check_failures(records, console)
+    return records
+
+
+def use_tuned_rule(s: Settings, console: Console) -> str:
+    """Apply ``run_dir/tuning.json``'s LR rule to ``s.train`` (if any); the rule's label.
+
+    A sweep never mixes rules: a run directory whose runs were trained under another rule
+    than ``tuning.json``'s is refused in one sentence (the plan's identity holds the rule).
+    """
+    run_dir = check_run_dir(s.run_dir)
+    record = load_tuning(run_dir)
+    before = {k: getattr(s.train, k) for k in ("lr_base", "lr_exponent", "lr_ref_params")}
+    label = apply_rule(record, s.train)
+    if record is None or s.train.lr is not None:
+        return label
+    _refuse_mixed_rules(run_dir, s, record, before)
+    console.print(f"LR rule: {escape(label)}: lr = {s.train.lr_base:.3g} * "
+                  f"({s.train.lr_ref_params:.3g} / N)^{s.train.lr_exponent:.3f}",
+                  highlight=False)
+    return label
+
+
+def _refuse_mixed_rules(run_dir: Path, s: Settings, record: TuningRecord,
+                        config_rule: dict[str, float]) -> None:
+    """One sentence when run_dir holds results trained under another LR rule than tuning.json's."""
+    lay = Layout(run_dir)
+    if not lay.plan.exists() or not has_results(run_dir) or s.overwrite:
+        return
+    try:
+        old = (load_plan(run_dir).settings.get("train") or {})
+    except FlopsFitError:
+        return  # reconcile_plan says what is wrong with it
+    keys = ("lr_base", "lr_exponent", "lr_ref_params")
+    trained = {k: old.get(k) for k in keys}
+    if any(trained[k] is None for k in keys) or old.get("lr") is not None:
+        return
+    if all(abs(float(trained[k]) - getattr(s.train, k)) <= 1e-12 * abs(getattr(s.train, k))
+           for k in keys):
+        return
+    raise FlopsFitError(
+        f"run_dir {run_dir} has runs trained with the LR rule lr_base={trained['lr_base']:.3g}, "
+        f"lr_exponent={trained['lr_exponent']:.3g}, but {lay.tuning.name} now sets "
+        f"lr_base={s.train.lr_base:.3g}, lr_exponent={s.train.lr_exponent:.3g}; a sweep never "
+        "mixes LR rules, so tune in a fresh run_dir before training, re-plan with "
+        f"overwrite=true (finished runs stay under runs/), or move {lay.tuning.name} away.")
+
+
+def tune_unless_tuned(s: Settings, console: Console) -> None:
+    """Run :func:`tune_command` before a sweep (find-optimal ``tune=true``, the API's
+    ``tune=True``), unless the run directory already has tuning.json."""
+    if load_tuning(check_run_dir(s.run_dir)) is None:
+        tune_command(dataclasses.replace(s, train=dataclasses.replace(s.train)), console)
+
+
+def tune_command(s: Settings, console: Console) -> TuningRecord:
+    """Find the peak LR per model size and write ``run_dir/tuning.json`` (see tune.py).
+
+    The sizes come from the sweep these settings plan, under the configured rule (nothing is
+    written to plan.json); the runs go to ``run_dir/tuning/`` and are never trained twice.
+    """
+    s.check()
+    run_dir = check_run_dir(s.run_dir)
+    plan = make_plan(s)
+    model_cls = _model_cls_of(plan, s)
+    train = s.train
+    if s.data is not None:
+        train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
+    batch = train.batch_size * (2 if "batch_size" in s.tune.params else 1)
+    data = _data_source(s, train.seq_len, batch)
+    if s.loss_fn is not None:
+        validate_loss_fn(s.loss_fn)
+    train.device = pick_cuda_device(train.device)
+    try:
+        return run_tuning(run_dir, plan, model_cls, data, train, s.tune, s.budgets.min_steps,
+                          s.loss_fn, console)
+    finally:
+        release_devices()
+
+
+def _check_failures(records: list[dict[str, Any]], console: Console) -> None:
+    """A last line naming failed runs and why; :class:`TrainingFailedError` if all failed."""
+    failed = [r for r in records if r.get("status") == "failed"]
+    if not failed:
+        return
+    cause = str(failed[0].get("error") or "unknown cause")
+    if len(failed) == len(records):
+        raise TrainingFailedError(
+            f"No run completed: all {len(records)} run(s) of this train call failed; the "
+            f"first ({failed[0].get('run_id')}) failed with {cause}")
+    console.print(f"{len(failed)} of {len(records)} runs failed (they are retried by the next "
+                  f"train); the first ({escape(str(failed[0].get('run_id')))}) failed with "
+                  f"{escape(cause)}", highlight=False, soft_wrap=True)
+
+
+def analyze_command(s: Settings, console: Console):
+    """Fit the scaling laws to ``results.json``; print them with intervals and the table."""
+    analysis = run_analysis(check_run_dir(s.run_dir), s.analysis, s.analysis.table_budgets,
+                            console)
+    log_fit(s.run_dir, s.train.loggers, analysis)  # the sweep's trackers, if any (loggers.py)
+    return analysis
+
+
+def visualize_command(s: Settings, console: Console) -> list:
+    """Redraw every plot and ``report.html`` from the run directory's files alone."""
+    figures, report = draw(check_run_dir(s.run_dir), s.predict.budget)
+    log_plots(s.run_dir, s.train.loggers)  # the sweep's trackers, if any (loggers.py)
+    console.print(f"Wrote {len(figures)} plots to {escape(str(report.parent / 'plots'))} and "
+                  f"{escape(str(report))}")
+    return figures
+
+
+def draw(run_dir: Path, predict_budget: float | None = None) -> tuple[list, Path]:
+    """Plots (PNG + SVG under plots/) and report.html of a fitted run directory."""
+    # matplotlib only for the stages that draw: `analyze` from cron writes nothing into $HOME
+    from flops_fit.report.page import write_report
+
+    lay = Layout(Path(run_dir))
+    result = Result.load(run_dir)
+    stale = _stale_fit_note(lay, result)
+    largest = max(result.compute_budgets) if result.compute_budgets else None
+    budget = PredictConfig(predict_budget).budget_for(largest)
+    if budget and result.analysis.method:
+        result.predict(budget)  # an unusable fit is said in one sentence, not drawn
+    with file_lock(lay.plots):  # one drawer at a time: its killed predecessors' temp files go
+        remove_stale_temp_files(lay.plots)
+        remove_stale_temp_files(lay.root, lay.report.name)
+        figures = result.plot(predict_budget=budget)
+        records = read_json(lay.results, "results")
+        report = write_report(run_dir, figures, result.analysis, records,
+                              extra={"predict_budget": budget})
+    if stale:
+        console = Console(stderr=True, highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(stale)}")
+    return figures, report
+
+
+def _stale_fit_note(lay: Layout, result: Result) -> str:
+    """A sentence when results.json changed since the fit was made (e.g. a failed analyze)."""
+    fitted = (result.analysis.provenance or {}).get("results_sha256")
+    if not fitted or not lay.results.is_file():
+        return ""
+    if hashlib.sha256(lay.results.read_bytes()).hexdigest() == fitted:
+        return ""
+    return (f"{lay.laws} was fitted to an older results.json, so the plots show that fit over "
+            f"newer runs; run `flops-fit analyze run_dir={lay.root}` to refit.")
+
+
+def find_optimal_command(s: Settings, console: Console) -> Result:
+    """(tune ->) plan -> train -> analyze -> visualize, each skipping work already done; print
+    the answer. ``tune.first`` (``tune=true``) tunes the LR rule first."""
+    if s.tune.first:
+        tune_unless_tuned(s, console)
+    train_command(s, console)
+    analyze_command(s, console)
+    visualize_command(s, console)
+    result = Result.load(s.run_dir)
+    largest = max(result.compute_budgets) if result.compute_budgets else None
+    budget = s.predict.budget_for(largest)
+    if budget:
+        p = result.predict(float(budget))
+        console.print(_prediction_line(p), highlight=False)
+        for line in describe_prediction(p):
+            console.print(escape(line), highlight=False)
+    return result
+
+
+def _prediction_line(p: Any) -> str:
+    def ci(key: str, fmt: str) -> str:
+        lo_hi = p.get(f"{key}_ci")
+        return f" [{format(lo_hi[0], fmt)}, {format(lo_hi[1], fmt)}]" if lo_hi else ""
+
+    return escape(
+        f"Compute-optimal at C={p['target_compute']:.3g} FLOPs: "
+        f"N={p['optimal_params']:.3g}{ci('optimal_params', '.3g')} parameters, "
+        f"D={p['optimal_tokens']:.3g}{ci('optimal_tokens', '.3g')} tokens "
+        f"({p['tokens_per_param']:.1f} tokens/param), "
+        f"loss {p['expected_loss']:.4f}{ci('expected_loss', '.4f')} (95% intervals)")
+
+
+def validate_command(s: Settings, console: Console) -> dict[str, Any]:
+    """Train the predicted optimum of a larger held-out budget and compare with the fit.
+
+    The validation runs are trained like the sweep's, so the settings must describe the same
+    experiment as the run directory's plan (model, data and train settings; the budgets may
+    differ): otherwise it refuses, naming the difference.
+    """
+    s.check()
+    run_dir = check_run_dir(s.run_dir)
+    label = use_tuned_rule(s, console)
+    plan = load_plan(run_dir)
+    diff = experiment_differences(plan, make_plan(s))
+    if diff:
+        raise FlopsFitError(
+            f"run_dir {run_dir} was trained with other settings than these "
+            f"({'; '.join(diff[:4])}); "
+            "validate with the sweep's own settings (the same overrides as its train command)."
+        )
+    model_cls = _model_cls_of(plan, s)
+    sizes = s.candidate_sizes() if s.model._target_ == plan.model["_target_"] else None
+    train = s.train
+    train.batch_size = int(plan.settings.get("batch_size", train.batch_size))
+    train.seq_len = int(plan.settings.get("seq_len", train.seq_len))
+    data = _data_source(s, train.seq_len, train.batch_size)
+    train.device = pick_cuda_device(train.device)
+    try:
+        return validate_stage(run_dir, model_cls, sizes, data, train, s.validate.budget,
+                              s.validate.neighbours, console, lr_rule=label,
+                              loss_fn=_loss_fn(s), seeds=s.validate.seeds)
+    finally:
+        release_devices()

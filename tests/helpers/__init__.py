@@ -1,0 +1,1 @@
+"""Shared helpers of the tests (tests/ is on sys.path through conftest)."""
