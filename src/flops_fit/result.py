@@ -91,7 +91,8 @@ class Result:
         a list of budgets gives a list of Predictions. ``p["model"]`` is the nearest model one
         can build (size value and full kwargs) and ``p["notes"]`` warns of a budget far outside
         the sweep or of tokens beyond the data's (:mod:`flops_fit.analysis.realise`). ``method``
-        (``"isoflop"`` or ``"parametric"``) asks one approach instead of the analysis's own.
+        (a name of :data:`~flops_fit.analysis.approaches.APPROACHES`) asks one approach instead
+        of the analysis's own.
         """
         if isinstance(compute_budget, (list, tuple)):
             return [self.predict(c, method) for c in compute_budget]

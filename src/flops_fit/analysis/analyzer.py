@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -39,17 +40,12 @@ import scipy
 from flops_fit import fitting
 from flops_fit.analysis import text as printing
 from flops_fit.analysis.approach1 import approach1_section, off_centre_warnings
+from flops_fit.analysis.approach2 import MIN_SIZES_PER_BUDGET
+from flops_fit.analysis.approaches import APPROACHES, approach, choose_method
 from flops_fit.analysis.checks import mistuning_notes
 from flops_fit.analysis.realise import print_models
-from flops_fit.analysis.scaling_analysis import (
-    DEFAULT_TABLE_BUDGETS,
-    MIN_SIZES_PER_BUDGET,
-    ScalingAnalysis,
-    choose_method,
-    isoflop_section,
-    parametric_section,
-)
-from flops_fit.analysis.sections import IsoflopSection, ParametricSection, plain
+from flops_fit.analysis.scaling_analysis import DEFAULT_TABLE_BUDGETS, ScalingAnalysis
+from flops_fit.analysis.sections import plain
 from flops_fit.config import AnalysisConfig
 from flops_fit.errors import FlopsFitError, NotEnoughDataError, UnusableFitError
 from flops_fit.rundir.io import atomic_write_json, file_lock
@@ -242,13 +238,18 @@ class ScalingLawAnalyzer:
     ``results_path`` is the run records file; ``output_dir`` the folder that receives
     ``scaling_laws.json`` and ``history.jsonl`` (normally ``run_dir/analysis``). Training
     curves are looked up under ``results_path.parent / "runs" / <run_id> / "metrics.jsonl"``.
+    ``endpoint_schedules``: the ``train.schedule`` names under which Approach 1 takes run
+    endpoints only (the stages pass the schedule registry's; :func:`approach1_section`).
     """
 
     def __init__(self, results_path: str | Path, output_dir: str | Path,
-                 config: AnalysisConfig | None = None):
+                 config: AnalysisConfig | None = None,
+                 endpoint_schedules: Collection[str] = ()):
         self.results_path = Path(results_path)
         self.output_dir = Path(output_dir)
         self.config = config or AnalysisConfig()
+        self.endpoint_schedules = frozenset(endpoint_schedules)
+        approach(self.config.predict_with)  # an unknown name: one sentence, before any fit
 
     @property
     def output_path(self) -> Path:
@@ -272,23 +273,25 @@ class ScalingLawAnalyzer:
             )
         kappa = 6.0 if cfg.flops_convention == "6nd" else float(
             np.median(runs.c / (runs.n * runs.d)))
-        par, iso = self._fit(runs, cfg, kappa)
-        method, note = choose_method(cfg.predict_with, par, iso)
+        sections = self._fit(runs, cfg, kappa)
+        method, note = choose_method(cfg.predict_with, sections)
         if not method:
             raise NotEnoughDataError(
                 f"The {runs.n.size} usable runs in {self.results_path} support no scaling law "
-                f"yet ({iso.message or 'no IsoFLOP law'}; {par.problem()}); train "
-                "more runs or widen the sweep."
+                "yet (" + "; ".join(APPROACHES[n].problem(sec) for n, sec in sections.items())
+                + "); train more runs or widen the sweep."
             )
-        warnings = list(iso.warnings or [])
+        warnings = [w for n, sec in sections.items() for w in APPROACHES[n].warnings(sec)]
         if note:
             warnings.append(note)
-        elif par.available and par.degenerate:
-            warnings.append("The parametric fit is degenerate (" + "; ".join(
-                par.degenerate_reasons or []) + ").")
+        else:  # an approach that could not predict, though nobody needed it to
+            warnings += [f"{w[0].upper()}{w[1:]}." for n, sec in sections.items()
+                         if n != method and sec.available
+                         and (w := APPROACHES[n].problem(sec))]
         warnings += off_centre_warnings(runs)
         warnings += mistuning_notes(records, cfg.huber_delta)  # a bad LR shows
-        a1 = approach1_section(runs, cfg, self.results_path.parent, records)
+        a1 = approach1_section(runs, cfg, self.results_path.parent, records,
+                               self.endpoint_schedules)
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         n_key = "num_params" if cfg.params_convention == "total" else "num_params_non_embedding"
         provenance = {
@@ -314,7 +317,7 @@ class ScalingLawAnalyzer:
             "library_versions": _versions(),
             "host": platform.node(),
         }
-        analysis = ScalingAnalysis(method=method, parametric=par, isoflop=iso, approach1=a1,
+        analysis = ScalingAnalysis(method=method, sections=sections, approach1=a1,
                                    method_note=note, warnings=warnings, provenance=provenance,
                                    created_utc=now)
         table = cfg.table_budgets or _span_budgets(runs.budget)
@@ -332,10 +335,9 @@ class ScalingLawAnalyzer:
         return analysis
 
     @staticmethod
-    def _fit(runs: _Runs, cfg: AnalysisConfig, kappa: float
-             ) -> tuple[ParametricSection, IsoflopSection]:
-        return (parametric_section(runs.n, runs.d, runs.loss, cfg, kappa),
-                isoflop_section(runs.budget, runs.n, runs.d, runs.c, runs.loss, cfg))
+    def _fit(runs: _Runs, cfg: AnalysisConfig, kappa: float) -> dict[str, Any]:
+        """Every approach's section, by name (registry order)."""
+        return {name: a.build(runs, cfg, kappa) for name, a in APPROACHES.items()}
 
     def _holdout(self, runs: _Runs, cfg: AnalysisConfig, kappa: float) -> dict[str, Any]:
         """Refit without the largest budget; compare prediction and observation there."""
@@ -351,16 +353,17 @@ class ScalingLawAnalyzer:
             out.update(available=False, message=(
                 f"Holdout skipped: only {fit_runs.n.size} runs outside the largest budget."))
             return out
-        par, iso = self._fit(fit_runs, cfg, kappa)
-        method, note = choose_method(cfg.predict_with, par, iso)
+        sections = self._fit(fit_runs, cfg, kappa)
+        par = sections["parametric"]
+        method, note = choose_method(cfg.predict_with, sections)
         if not method:
             out.update(available=False, message="Holdout skipped: the runs outside the largest "
                        "budget support no scaling law.")
             return out
-        sub = ScalingAnalysis(method=method, parametric=par, isoflop=iso)
+        sub = ScalingAnalysis(method=method, sections=sections)
         c = out["compute"]
-        predicted = {m: sub.predict_optimal_size(c, m) for m, ok in (
-            ("parametric", par.available), ("isoflop", iso.available)) if ok}
+        predicted = {m: sub.predict_optimal_size(c, m) for m, sec in sections.items()
+                     if sec.available}
         opt, _ = fitting.isoflop_optima(held_runs.budget, held_runs.n, held_runs.d,
                                         held_runs.loss, held_runs.c,
                                         min_sizes=MIN_SIZES_PER_BUDGET)
@@ -450,7 +453,7 @@ def _status_text(runs: _Runs) -> str:
 
 
 def run_analysis(run_dir: Path, config: AnalysisConfig, table_budgets: list[float] | None,
-                 console: Console) -> ScalingAnalysis:
+                 console: Console, endpoint_schedules: Collection[str] = ()) -> ScalingAnalysis:
     """``flops-fit analyze``: fit ``run_dir/results.json``, write and print the laws and table.
 
     ``table_budgets`` (else ``config.table_budgets``, else from the sweep's smallest budget to
@@ -468,7 +471,7 @@ def run_analysis(run_dir: Path, config: AnalysisConfig, table_budgets: list[floa
             "runs to finish, or start them with `flops-fit train`."
         )
     lay = run_layout(run_dir)
-    analyzer = ScalingLawAnalyzer(lay.results, lay.analysis_dir, config)
+    analyzer = ScalingLawAnalyzer(lay.results, lay.analysis_dir, config, endpoint_schedules)
     analysis = analyzer.analyze()
     budgets = (table_budgets if table_budgets is not None else config.table_budgets)
     if budgets is None:

@@ -7,18 +7,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flops_fit import fitting
-from flops_fit.analysis.scaling_analysis import law_record
-from flops_fit.analysis.sections import Approach1Section, plain
+from flops_fit.analysis.sections import Approach1Section, law_record, plain
 from flops_fit.config import AnalysisConfig
 from flops_fit.rundir.layout import METRICS_FILE
 from flops_fit.rundir.layout import layout as run_layout
-from flops_fit.rundir.records import read_metrics
+from flops_fit.rundir.records import read_metrics, record_schedule
 
 
 def _read_curve(path: Path, n: float, use_6nd: bool) -> tuple[np.ndarray, np.ndarray] | None:
@@ -39,28 +39,22 @@ CURVES_NOTE = ("every logged point of the training curves (train loss); under co
                "envelope may be biased towards the sizes whose runs end there")
 
 
-def run_schedule(rec: dict[str, Any]) -> str:
-    """A run record's schedule: its ``schedule`` field, else read from ``lr_schedule``."""
-    if isinstance(rec.get("schedule"), str):
-        return rec["schedule"]
-    text = str(rec.get("lr_schedule") or "")
-    return "wsd" if ("wsd" in text or "cooldown" in text) else "cosine"
-
-
 def approach1_section(runs: Any, cfg: AnalysisConfig, run_dir: Path | None,
-                      records: Any = None) -> Approach1Section:
+                      records: Any = None,
+                      endpoint_schedules: Collection[str] = ()) -> Approach1Section:
     """Approach 1 of the analyzer's usable runs (``runs``: run_ids, budget, n, c, d, loss).
 
-    Under wsd (every run's record says so) the envelope of the cooldown endpoints with an
-    interval from resampling runs; otherwise the envelope of the training curves, saying which
-    points it used and why that may be biased.
+    When every run's record names a schedule of ``endpoint_schedules`` (those whose kind says
+    so: wsd; flops_fit.training.schedule.endpoint_schedules) the envelope of the cooldown
+    endpoints with an interval from resampling runs; otherwise the envelope of the training
+    curves, saying which points it used and why that may be biased.
     """
     if not cfg.approach1:
         return Approach1Section.from_dict(
             {"available": False, "message": "Approach 1 is off (analysis.approach1=false)."})
     by_id = {str(r.get("run_id")): r for r in records or [] if isinstance(r, dict)}
-    schedules = {run_schedule(by_id.get(rid, {})) for rid in runs.run_ids}
-    if runs.run_ids and schedules == {"wsd"}:
+    schedules = {record_schedule(by_id.get(rid, {})) for rid in runs.run_ids}
+    if runs.run_ids and schedules <= set(endpoint_schedules):
         return _approach1_endpoints(runs, cfg)
     curves = []
     if run_dir is not None:

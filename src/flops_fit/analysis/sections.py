@@ -28,6 +28,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from flops_fit.fitting import percentile_interval
+
 __all__ = [
     "plain",
     "PowerLawRecord",
@@ -352,3 +354,32 @@ class Approach1Section(Section):
     points: str | None = None  # which points the envelope used (and why, under cosine: bias)
     extra: dict[str, Any] = _extra()
     _keys: tuple[str, ...] | None = _keys()
+
+
+def interval_text(ci: list | None, fmt: str = ".4g") -> str:
+    """`` [lo, hi]`` of an interval for the text of a law ("" without one)."""
+    if ci and ci[0] is not None and ci[1] is not None:
+        return f" [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
+    return ""
+
+
+def law_record(law: Any, log_k: np.ndarray | None = None,
+               exps: np.ndarray | None = None, ci: float = 0.95) -> dict[str, Any] | None:
+    """The JSON of a fitted power law (None when it has no finite exponent), plain values.
+
+    ``log_k``/``exps``: bootstrap samples of its log coefficient and exponent, shape ``(S,)``.
+    """
+    if law is None or not math.isfinite(law.exponent):
+        return None
+    out: dict[str, Any] = {
+        "coefficient": law.coefficient, "exponent": law.exponent,
+        "coefficient_ci": None, "exponent_ci": None,
+        "exponent_se": law.exponent_se, "log_coefficient_se": law.log_coefficient_se,
+        "log_x_center": law.log_x_center, "n_points": law.n_points,
+    }
+    if log_k is not None and exps is not None and np.isfinite(exps).any():
+        out["coefficient_ci"] = np.exp(percentile_interval(log_k, ci))
+        out["exponent_ci"] = percentile_interval(exps, ci)
+        out["exponent_bootstrap_se"] = np.nanstd(exps[np.isfinite(exps)], ddof=1) \
+            if np.isfinite(exps).sum() > 1 else None
+    return plain(out)

@@ -11,6 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flops_fit.analysis.approaches import APPROACHES
+from flops_fit.analysis.sections import interval_text
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -64,51 +67,16 @@ def chinchilla_table(predictions: Sequence[Mapping[str, Any]], ci_level: float) 
     return "\n".join(lines)
 
 
-def _iv(ci: list | None, fmt: str = ".4g") -> str:
-    if ci and ci[0] is not None and ci[1] is not None:
-        return f" [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
-    return ""
-
-
 def describe(analysis: ScalingAnalysis) -> str:
     """The fitted laws with their intervals, a few plain lines."""
     pct = f"{analysis.ci_level:.0%}"
-    lines = []
-    p = analysis.parametric
-    if p.available:
-        how = f"{p.loss}" + (f" delta={p.huber_delta:g}" if p.huber_delta else "")
-        n_boot = p.bootstrap.n_resamples if p.bootstrap is not None else 0
-        lines.append(f"Approach 3 (parametric, L(N, D) = E + A/N^alpha + B/D^beta; {how}; "
-                     f"{p.n_points} runs; {n_boot} bootstrap "
-                     f"resamples, {pct} intervals):")
-        fixed = " (fixed)" if p.fixed_E is not None else ""
-        lines.append(f"  E = {p.E:.4g}{fixed}{_iv(p.E_ci)}   A = {p.A:.4g}{_iv(p.A_ci)}"
-                     f"   B = {p.B:.4g}{_iv(p.B_ci)}")
-        lines.append(f"  alpha = {p.alpha:.4f}{_iv(p.alpha_ci, '.4f')}   "
-                     f"beta = {p.beta:.4f}{_iv(p.beta_ci, '.4f')}")
-        lines.append(f"  N_opt ~ C^{p.a:.3f}{_iv(p.a_ci, '.3f')}   "
-                     f"D_opt ~ C^{p.b:.3f}{_iv(p.b_ci, '.3f')}")
-        if p.degenerate:
-            lines.append("  DEGENERATE: " + "; ".join(p.degenerate_reasons or []))
-    else:
-        lines.append(f"Approach 3 (parametric): {p.message}")
-    iso = analysis.isoflop
-    if iso.available:
-        budgets = iso.budgets or []
-        ni = sum(1 for b in budgets if b.used)
-        lines.append(f"Approach 2 (IsoFLOP parabolas; {ni} of {len(budgets)} budgets "
-                     "interior):")
-        for law, label in ((iso.n_opt, "N_opt"), (iso.d_opt, "D_opt"), (iso.loss_opt, "L_opt")):
-            if law:
-                lines.append(f"  {label} = {law.coefficient:.4g} * C^{law.exponent:.3f}"
-                             f"{_iv(law.exponent_ci, '.3f')}")
-    else:
-        lines.append(f"Approach 2 (IsoFLOP): {iso.message}")
+    lines = [line for name, sec in analysis.sections.items()
+             for line in APPROACHES[name].describe(sec, pct)]
     a1 = analysis.approach1
     if a1.available:
         law = a1.n_opt
         lines.append(f"Approach 1 (envelope of {a1.n_curves} training curves): "
-                     f"N_opt ~ C^{law.exponent:.3f}{_iv(law.exponent_ci, '.3f')}")
+                     f"N_opt ~ C^{law.exponent:.3f}{interval_text(law.exponent_ci, '.3f')}")
         if a1.points:
             lines.append(f"  points used: {a1.points}")
     elif a1.message:

@@ -15,6 +15,13 @@ from flops_fit.errors import FlopsFitError
 PREDICT_MULTIPLE = 100.0
 #: validate trains at this multiple of the largest budget when validate.budget is null
 VALIDATE_MULTIPLE = 4.0
+#: upper bounds on the counts that allocate: each value beyond is refused in one sentence
+MAX_SEEDS = 100  # validate.seeds
+MAX_BOOTSTRAP = 100_000  # analysis.bootstrap
+MAX_PROBE_STEPS = 1000  # estimate.probe_steps
+MAX_TUNE_SIZES = 20  # tune.sizes
+MAX_GRID_POINTS = 50  # tune.grid_points
+MAX_EXTENSIONS = 20  # tune.max_extensions
 
 
 @dataclass
@@ -50,6 +57,8 @@ class ValidateConfig:
         need(not isinstance(self.seeds, bool) and isinstance(self.seeds, int)
              and self.seeds >= 1, f"validate.seeds={self.seeds} must be a whole number of "
              "runs >= 1, e.g. 3.")
+        need(self.seeds <= MAX_SEEDS, f"validate.seeds={self.seeds} is more than {MAX_SEEDS}; "
+             f"train the predicted optimum at most {MAX_SEEDS} times.")
 
     def budget_for(self, largest: float) -> float:
         """The held-out budget, given the sweep's largest budget."""
@@ -67,15 +76,18 @@ class EstimateConfig:
         """One sentence for an impossible number of steps."""
         need(self.probe_steps >= 1, f"estimate.probe_steps={self.probe_steps} must be at "
               "least 1 (or turn the probe off with estimate.probe=false).")
+        need(self.probe_steps <= MAX_PROBE_STEPS, f"estimate.probe_steps={self.probe_steps} "
+             f"is more than {MAX_PROBE_STEPS}; a few steps time a size well, e.g. 3.")
 
 
 @dataclass
 class AnalysisConfig:
     """Settings of the analyze stage; one field per key of ``conf/analysis/default.yaml``.
 
-    predict_with : ``"isoflop"`` (default, Approach 2; falls back to parametric when no budget
-        has an interior minimum) or ``"parametric"`` (Approach 3; falls back to the IsoFLOP
-        laws when its fit is degenerate). The measured reason for the default is beside it in
+    predict_with : the approach that predicts, a name of
+        :data:`flops_fit.analysis.approaches.APPROACHES` (checked there, by the stages, before
+        anything runs); when it cannot predict, the next one that can stands in, with a
+        warning. The measured reason for the default is beside it in
         ``conf/analysis/default.yaml``.
     loss : ``"huber"`` (Huber with ``huber_delta`` on log loss, summed) or ``"lsq"``.
     huber_delta : default 1e-2, about the run-to-run noise of log loss, so that ordinary runs
@@ -104,13 +116,16 @@ class AnalysisConfig:
     approach1: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.predict_with, str) or not self.predict_with:
+            raise FlopsFitError(f"analysis.predict_with={self.predict_with!r} is not valid; "
+                                "name an approach such as isoflop.")
+
         def bad(key: str, value: Any, allowed: str) -> FlopsFitError:
             return FlopsFitError(
                 f"analysis.{key}={value!r} is not valid; use {allowed}."
             )
 
         choices = {
-            "predict_with": ("isoflop", "parametric"),
             "loss": ("huber", "lsq"),
             "flops_convention": ("flops", "6nd"),
             "params_convention": ("total", "non_embedding"),
@@ -127,6 +142,8 @@ class AnalysisConfig:
         if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) \
                 or self.bootstrap < 0:
             raise bad("bootstrap", self.bootstrap, "a whole number of resamples >= 0")
+        if self.bootstrap > MAX_BOOTSTRAP:
+            raise bad("bootstrap", self.bootstrap, f"at most {MAX_BOOTSTRAP} resamples, e.g. 200")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise bad("seed", self.seed, "a whole number")
         if self.fix_E is not None:
@@ -166,12 +183,18 @@ class TuneConfig:
         need(not bad and "lr" in self.params, f"tune.params={self.params} is not valid; use "
               "[lr] or [lr,batch_size].")
         need(self.sizes >= 2, f"tune.sizes={self.sizes} must be at least 2 to fit lr(N).")
+        need(self.sizes <= MAX_TUNE_SIZES, f"tune.sizes={self.sizes} is more than "
+             f"{MAX_TUNE_SIZES}; tune at most {MAX_TUNE_SIZES} model sizes.")
         need(self.grid_points >= 3, f"tune.grid_points={self.grid_points} must be at least 3 "
               "to fit a parabola in log LR.")
+        need(self.grid_points <= MAX_GRID_POINTS, f"tune.grid_points={self.grid_points} is "
+             f"more than {MAX_GRID_POINTS}; use at most {MAX_GRID_POINTS} LRs per size, e.g. 5.")
         need(math.isfinite(self.grid_factor) and self.grid_factor > 1,
               f"tune.grid_factor={self.grid_factor} must be greater than 1, e.g. 2.")
         need(self.max_extensions >= 0,
               f"tune.max_extensions={self.max_extensions} must be a whole number >= 0.")
+        need(self.max_extensions <= MAX_EXTENSIONS, f"tune.max_extensions="
+             f"{self.max_extensions} is more than {MAX_EXTENSIONS}; use at most {MAX_EXTENSIONS}.")
         need(math.isfinite(self.max_fraction) and self.max_fraction > 0,
               f"tune.max_fraction={self.max_fraction} must be a positive share, e.g. 0.4.")
         need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),

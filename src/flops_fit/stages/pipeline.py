@@ -15,13 +15,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 
 from flops_fit.analysis.analyzer import run_analysis
+from flops_fit.analysis.approaches import approach
 from flops_fit.analysis.realise import describe as describe_prediction
-from flops_fit.config.reading import class_path, import_model_class
 from flops_fit.config import CustomDatasetConfig, DatasetConfig, PredictConfig, Settings
+from flops_fit.config.reading import class_path, import_model_class
 from flops_fit.data import as_data_source, build_custom, build_data, custom_loss
 from flops_fit.errors import FlopsFitError, TrainingFailedError
 from flops_fit.planning.adaptive import extend_plan
@@ -43,8 +45,20 @@ from flops_fit.stages.tune import apply_rule, load_tuning, run_tuning
 from flops_fit.stages.validate import validate_stage
 from flops_fit.training.devices import pick_cuda_device, release_devices, resolve_device
 from flops_fit.training.estimate import estimate_lines, probe_plan
+from flops_fit.training.runner import check_loss_fn, default_loss_fn
+from flops_fit.training.schedule import check_schedule_name, endpoint_schedules, trajectory
 from flops_fit.training.sweep import train_stage
 from flops_fit.training.tracking.loggers import log_fit, log_plots
+
+
+def check_settings(s: Settings) -> Settings:
+    """Check every setting, before anything is written: each group's own check, then the names
+    the registries of higher layers hold (``train.schedule``, ``analysis.predict_with``);
+    returns ``s``."""
+    s.check()
+    check_schedule_name(s.train)
+    approach(s.analysis.predict_with)
+    return s
 
 
 def _data_identity(s: Settings) -> dict[str, Any]:
@@ -100,7 +114,7 @@ def make_plan(s: Settings) -> SweepPlan:
     seq_len, example = _example(s)
     if example is None and s.dataset != DatasetConfig():  # the built-in corpus needs no check
         _data_source(s, seq_len, s.train.batch_size)
-    context = {"dataset": _data_identity(s), "train": {**s.train.trajectory(),
+    context = {"dataset": _data_identity(s), "train": {**trajectory(s.train),
                                                        "seq_len": seq_len}}
     with warnings.catch_warnings(record=True):  # the notes are in plan.warnings
         warnings.simplefilter("always")
@@ -115,14 +129,36 @@ def make_plan(s: Settings) -> SweepPlan:
         )
 
 
+def check_first_batch(s: Settings, plan: SweepPlan) -> None:
+    """The user's data (``dataset=custom``, a Python dataset): its first batch through the
+    plan's smallest model and the loss, before anything is written, so inputs and targets
+    that cannot be scored (e.g. of different lengths) are one sentence at ``plan``."""
+    data = _torch_data(s)
+    if data is None or not plan.runs:
+        return
+    source = as_data_source(data)
+    loss_fn = _loss_fn(s) or default_loss_fn
+    x, y = next(iter(source.val_batches(2 * source.tokens_per_sample, batch_size=2)))
+    tokens = all(isinstance(t, torch.Tensor) and t.dim() > 1 and not t.dtype.is_floating_point
+                 for t in (x, y))
+    if tokens and loss_fn is default_loss_fn and x.shape != y.shape:
+        raise FlopsFitError(
+            f"The dataset's inputs have shape {tuple(x.shape[1:])} but its targets "
+            f"{tuple(y.shape[1:])}; next-token cross entropy needs a target per input token, "
+            "so make both the same length (e.g. tokens[:-1] and tokens[1:]).")
+    smallest = min(plan.runs, key=lambda r: r.num_params)
+    check_loss_fn(loss_fn, _model_cls_of(plan, s), smallest, source)
+
+
 def plan_or_reconcile(s: Settings, console: Console, show: bool = False) -> SweepPlan:
     """The plan of ``s`` in its run directory, by :func:`~flops_fit.planning.plans.reconcile_plan`.
 
     Under a lock: the shards of a multirun start (and plan) together.
     """
-    s.check()
+    check_settings(s)
     run_dir = check_run_dir(s.run_dir)
     requested = make_plan(s)
+    check_first_batch(s, requested)
     with file_lock(Layout(run_dir).plan):
         plan = reconcile_plan(run_dir, requested, s.overwrite, console)
     if show:
@@ -200,6 +236,7 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
 
     The LR rule is ``tuning.json``'s when the run directory has one (:func:`use_tuned_rule`).
     """
+    resolve_device(s.train.device)  # a device this machine lacks: refused before plan.json
     label = use_tuned_rule(s, console)
     plan = plan_or_reconcile(s, console)
     model_cls = _model_cls_of(plan, s)
@@ -288,9 +325,11 @@ def tune_command(s: Settings, console: Console) -> TuningRecord:
     The sizes come from the sweep these settings plan, under the configured rule (nothing is
     written to plan.json); the runs go to ``run_dir/tuning/`` and are never trained twice.
     """
-    s.check()
+    check_settings(s)
+    resolve_device(s.train.device)
     run_dir = check_run_dir(s.run_dir)
     plan = make_plan(s)
+    check_first_batch(s, plan)
     model_cls = _model_cls_of(plan, s)
     train = s.train
     if s.data is not None:
@@ -325,7 +364,7 @@ def _check_failures(records: list[dict[str, Any]], console: Console) -> None:
 def analyze_command(s: Settings, console: Console):
     """Fit the scaling laws to ``results.json``; print them with intervals and the table."""
     analysis = run_analysis(check_run_dir(s.run_dir), s.analysis, s.analysis.table_budgets,
-                            console)
+                            console, endpoint_schedules())
     log_fit(s.run_dir, s.train.loggers, analysis)  # the sweep's trackers, if any (loggers.py)
     return analysis
 
@@ -414,7 +453,8 @@ def validate_command(s: Settings, console: Console) -> dict[str, Any]:
     experiment as the run directory's plan (model, data and train settings; the budgets may
     differ): otherwise it refuses, naming the difference.
     """
-    s.check()
+    check_settings(s)
+    resolve_device(s.train.device)
     run_dir = check_run_dir(s.run_dir)
     label = use_tuned_rule(s, console)
     plan = load_plan(run_dir)

@@ -141,7 +141,7 @@ def outcome(analysis: ScalingAnalysis, records: list[dict[str, Any]], vplan: Swe
     rel = None if achieved is None else (achieved - pred.expected_loss) / achieved
     # the other approach's prediction at the same budget, scored against the best run tried
     others: dict[str, Any] = {}
-    for method in ("parametric", "isoflop"):
+    for method in analysis.sections:
         if method == pred.method:
             continue
         try:

@@ -460,7 +460,7 @@ def test_fix_E_above_lowest_loss_is_one_sentence(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"predict_with": "magic"}, {"loss": "l1"}, {"huber_delta": -1}, {"huber_delta": "x"},
+    {"predict_with": ""}, {"loss": "l1"}, {"huber_delta": -1}, {"huber_delta": "x"},
     {"bootstrap": -1}, {"bootstrap": 2.5}, {"ci": 1.5}, {"flops_convention": "kaplan"},
     {"params_convention": "all"}, {"holdout": "smallest"}, {"table_budgets": ["abc"]},
     {"table_budgets": [1e18, 0]}, {"fix_E": 0}, {"approach1": "yes"},
@@ -468,6 +468,14 @@ def test_fix_E_above_lowest_loss_is_one_sentence(tmp_path):
 def test_config_validation(kwargs):
     with pytest.raises(FlopsFitError):
         AnalysisConfig(**kwargs)
+
+
+def test_an_unknown_predictor_is_refused_before_any_fit(tmp_path):
+    with pytest.raises(FlopsFitError, match="analysis.predict_with='magic' is not valid; use "
+                       "parametric or isoflop"):
+        ScalingLawAnalyzer(tmp_path / "results.json", tmp_path / "analysis",
+                           AnalysisConfig(predict_with="magic"))
+    assert not (tmp_path / "analysis").exists()
 
 
 def test_yaml_mirrors_the_config():
