@@ -2,22 +2,22 @@
 
 ::
 
-    plan.json                      SweepPlan (planner.py)
+    plan.json                      SweepPlan (planning/planner.py)
     probe.json                     the plan's measured throughput per size (estimate.py)
-    results.json                   every run's record, rebuilt from runs/ (rundir.py)
+    results.json                   every run's record, rebuilt from runs/ (rundir/io.py)
     runs/<run_id>/result.json      one run's RunRecord (records.py), written once
     runs/<run_id>/metrics.jsonl    its training curve, one MetricsLine per line
     runs/<run_id>/checkpoint.pt    the latest checkpoint of an unfinished run
     trunks/<trunk_id>/             train.reuse: a shared trunk's branch-<step>.pt checkpoints,
                                    trunk.pt (its latest) and metrics.jsonl (trunks.py, sweep.py)
-    analysis/scaling_laws.json     the fit (analysis.py)
+    analysis/scaling_laws.json     the fit (analysis/scaling_analysis.py)
     analysis/history.jsonl         one line per analysis
     analysis/validation.json       the validate stage's outcome
     validation/                    the validation runs: a run directory of their own
-    tuning.json                    flops-fit tune's LR rule and loss-vs-LR tables (tune.py)
+    tuning.json                    flops-fit tune's LR rule and loss-vs-LR tables (stages/tune.py)
     tuning/                        the tuning runs: a run directory of their own
     plots/*.png|svg, report.html   the pictures
-    tensorboard/, mlruns/, wandb/  train.loggers (loggers.py); ids in runs/<id>/trackers.json
+    tensorboard/, mlruns/, wandb/  train.loggers (training/tracking/loggers.py); ids in runs/<id>/trackers.json
     data/<key>/                    tokenized data cache (dataset.tokenizer=bpe, dataset=hf):
         tokenizer.json             the trained BPE (Hugging Face tokenizers format)
         train.bin, val.bin         token ids, memory-mapped like dataset=tokens
@@ -52,7 +52,7 @@ VALIDATION_FILE = "validation.json"
 VALIDATION_DIR = "validation"
 PLOTS_DIR = "plots"
 REPORT_FILE = "report.html"
-TENSORBOARD_DIR = "tensorboard"  # <run_dir>/tensorboard/<run_id>: event files (loggers.py)
+TENSORBOARD_DIR = "tensorboard"  # <run_dir>/tensorboard/<run_id>: event files (training/tracking/loggers.py)
 TRACKERS_FILE = "trackers.json"  # runs/<run_id>/ and analysis/: the loggers' entry ids
 DATA_DIR = "data"
 TOKENIZER_FILE = "tokenizer.json"
