@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from flops_fit import fitting
 from flops_fit.planning.flops import count_params
-from flops_fit.planning.planner import RunSpec, SweepPlan, make_run
+from flops_fit.planning.planner import RunSpec, SweepPlan, default_size_grid, make_run
 from flops_fit.rundir.records import FINAL_STATUSES
 
 
@@ -73,15 +73,18 @@ def edge_side(runs: list[RunSpec], records: dict[str, dict[str, Any]]) -> str | 
 
 def extend_plan(
     plan: SweepPlan, records: dict[str, dict[str, Any]], model_cls: type[nn.Module],
-    sizes: list[int], *, max_added: int, min_steps: int,
+    sizes: list[int] | None, *, max_added: int, min_steps: int,
     example_input: torch.Tensor | None = None,
 ) -> Extension:
     """The runs to add to ``plan`` given the run records (``run_id -> record``).
 
-    ``sizes`` are the candidate values of the size parameter (the model's size range). Budgets
-    with a run that is not final yet are left for later (``waiting``).
+    ``sizes`` are the candidate values of the size parameter (the model's size range; None:
+    the planner's :func:`~flops_fit.planning.planner.default_size_grid`, as for a
+    ``model=custom`` without size keys). Budgets with a run that is not final yet are left for
+    later (``waiting``).
     """
     out = Extension()
+    sizes = sorted(set(sizes or default_size_grid()))
     size_param = plan.model["size_param"]
     base = dict(plan.model.get("kwargs", {}))
     target = plan.model["_target_"]
@@ -124,9 +127,20 @@ def extend_plan(
         goal = math.log(edge.num_params) + (-gap if side == "below" else gap)
         beyond = [s for s in sizes if (s < edge.size_value if side == "below"
                                        else s > edge.size_value)]
-        cands = [(s, params(s)) for s in beyond]
-        cands = [(s, n) for s, n in cands if n is not None and
-                 (n < edge.num_params if side == "below" else n > edge.num_params)]
+        if side == "below":
+            beyond.reverse()
+        # outward from the edge, stopping one step past the goal: N grows with the size, so
+        # farther sizes are never nearer (and a depth-sized model's far end of the default
+        # grid is never built)
+        cands = []
+        for s in beyond:
+            n = params(s)
+            if n is None or (n >= edge.num_params if side == "below"
+                             else n <= edge.num_params):
+                continue
+            cands.append((s, n))
+            if (math.log(n) < goal - gap) if side == "below" else (math.log(n) > goal + gap):
+                break
         if not cands:
             out.notes.append(f"{head}; the size range ends there, so it stays at the edge.")
             continue
