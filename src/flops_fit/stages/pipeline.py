@@ -31,6 +31,7 @@ from flops_fit.planning.contracts import validate_loss_fn
 from flops_fit.planning.planner import SweepPlan, plan_sweep
 from flops_fit.planning.plans import (
     append_runs,
+    check_plan_runs,
     check_run_dir,
     experiment_differences,
     has_results,
@@ -161,12 +162,23 @@ def plan_or_reconcile(s: Settings, console: Console, show: bool = False) -> Swee
     check_first_batch(s, requested)
     with file_lock(Layout(run_dir).plan):
         plan = reconcile_plan(run_dir, requested, s.overwrite, console)
+    if plan is not requested:  # the plan on disk: untrusted, each run checked against its own
+        check_plan_runs(plan, _model_cls_of(plan, s), _example(s)[1], str(Layout(run_dir).plan))
+    print_notices(requested, console)
     if show:
         for note in plan.warnings:
-            console.print(f"[yellow]warning:[/] {escape(note)}")
+            if note not in requested.notices:
+                console.print(f"[yellow]warning:[/] {escape(note)}")
         console.print(plan.table(show_ids=console.width >= 110))
         console.print(f"Wrote {escape(str(Layout(run_dir).plan))}")
     return plan
+
+
+def print_notices(plan: SweepPlan, console: Console) -> None:
+    """What planning found about the model, printed by every stage that plans: the sizes that
+    cannot be built (one line) and a 6N fallback with its cause."""
+    for line in plan.notices:
+        console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
 
 
 def plan_stage(s: Settings, console: Console | None = None) -> SweepPlan:
@@ -329,6 +341,7 @@ def tune_command(s: Settings, console: Console) -> TuningRecord:
     resolve_device(s.train.device)
     run_dir = check_run_dir(s.run_dir)
     plan = make_plan(s)
+    print_notices(plan, console)
     check_first_batch(s, plan)
     model_cls = _model_cls_of(plan, s)
     train = s.train
@@ -459,6 +472,8 @@ def validate_command(s: Settings, console: Console) -> dict[str, Any]:
     label = use_tuned_rule(s, console)
     plan = load_plan(run_dir)
     diff = experiment_differences(plan, make_plan(s))
+    if not diff:
+        check_plan_runs(plan, _model_cls_of(plan, s), _example(s)[1], str(Layout(run_dir).plan))
     if diff:
         raise FlopsFitError(
             f"run_dir {run_dir} was trained with other settings than these "
