@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -26,7 +25,7 @@ from flops_fit.rundir.layout import (
     RESULTS_FILE,
     VALIDATION_FILE,
 )
-from flops_fit.rundir.records import ValidationOutcome
+from flops_fit.rundir.records import ValidationOutcome, read_validation
 
 __all__ = ["Result", "RESULTS_FILE", "ANALYSIS_FILE"]
 
@@ -41,7 +40,11 @@ class Result:
     analysis: ScalingAnalysis
     output_dir: Path
     compute_budgets: list[float] = field(default_factory=list)
-    validation: dict[str, Any] | None = None
+    validation: ValidationOutcome | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.validation, dict):  # the plain JSON object, as it used to be
+            self.validation = ValidationOutcome.from_dict(self.validation)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Result:
@@ -58,7 +61,7 @@ class Result:
         analysis = ScalingAnalysis.from_json(read_json(path, "scaling-law analysis"))
         validation = None
         if (run_dir / _VALIDATION).exists():
-            validation = read_json(run_dir / _VALIDATION, "validation")
+            validation = read_validation(run_dir / _VALIDATION)
         budgets: list[float] = []
         if (run_dir / RESULTS_FILE).exists():
             records = read_json(run_dir / RESULTS_FILE, "results")
@@ -70,8 +73,8 @@ class Result:
 
     @property
     def validation_outcome(self) -> ValidationOutcome | None:
-        """``validation`` (the plain JSON object of validation.json) as its typed record."""
-        return ValidationOutcome.from_dict(self.validation) if self.validation else None
+        """``validation`` (an older name of it)."""
+        return self.validation
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -87,8 +90,8 @@ class Result:
                 ) -> Prediction | list[Prediction]:
         """Compute-optimal ``optimal_params``, ``optimal_tokens``, ``expected_loss``, ... for C.
 
-        A :class:`~flops_fit.analysis.laws.Prediction`, which also reads like the dict it used to be;
-        a list of budgets gives a list of Predictions. ``p["model"]`` is the nearest model one
+        A :class:`~flops_fit.analysis.laws.Prediction`, which also reads like the dict it used to
+        be; a list of budgets gives a list of Predictions. ``p["model"]`` is the nearest model one
         can build (size value and full kwargs) and ``p["notes"]`` warns of a budget far outside
         the sweep or of tokens beyond the data's (:mod:`flops_fit.analysis.realise`). ``method``
         (a name of :data:`~flops_fit.analysis.approaches.APPROACHES`) asks one approach instead
@@ -126,14 +129,16 @@ class Result:
         describe = getattr(self.analysis, "describe", None)
         if callable(describe):
             lines.append(describe())
-        if self.validation:
+        if self.validation is not None:
             v = self.validation
+
+            def value(x: float | None) -> float:
+                return float("nan") if x is None else x
+
             lines.append(
-                "validation at C={:.3g}: predicted loss {:.4f}, achieved {:.4f} "
-                "({:+.2%})".format(v.get("compute_budget", float("nan")),
-                                   v.get("predicted_loss", float("nan")),
-                                   v.get("achieved_loss", float("nan")),
-                                   v.get("relative_error", float("nan"))))
+                f"validation at C={v.compute_budget:.3g}: predicted loss "
+                f"{value(v.predicted_loss):.4f}, achieved {value(v.achieved_loss):.4f} "
+                f"({value(v.relative_error):+.2%})")
         return "\n".join(lines)
 
     def __str__(self) -> str:

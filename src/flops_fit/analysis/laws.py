@@ -1,8 +1,9 @@
 """The fitted laws, evaluated: N_opt(C), D_opt(C), L(C) and their bootstrap bands, in one place.
 
 Everything that turns a fitted section of ``scaling_laws.json`` into numbers at a compute
-budget lives here: the predictions of :class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis`, the
-curves and bands of the plots, the validation's prediction interval.
+budget lives here: the predictions of
+:class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis`, the curves, bands and loss
+surface of the plots, the validation's prediction interval.
 
 * :func:`evaluate` (or :func:`parametric_curve` / :func:`isoflop_curve`) takes a section and
   budgets ``C`` of shape ``(K,)`` (a scalar is ``K = 1``) and returns a :class:`LawCurve`:
@@ -15,8 +16,8 @@ curves and bands of the plots, the validation's prediction interval.
   run, kept apart from the confidence interval of the expected loss.
 
 Budgets are not checked here (callers check them with
-:func:`flops_fit.config.settings.checked_budgets`); nothing here raises for extreme bootstrap samples
-(overflow gives inf/NaN samples, which the percentile bands ignore).
+:func:`flops_fit.config.settings.checked_budgets`); nothing here raises for extreme bootstrap
+samples (overflow gives inf/NaN samples, which the percentile bands ignore).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "parametric_curve",
     "isoflop_curve",
     "band",
+    "parametric_surface",
     "residual_sigma",
 ]
 
@@ -272,6 +274,22 @@ def evaluate(section: ParametricSection | IsoflopSection, compute: float | np.nd
     raise TypeError(f"no law to evaluate in a {type(section).__name__}")
 
 
+def parametric_surface(sec: ParametricSection, n: float | np.ndarray,
+                       d: float | np.ndarray) -> np.ndarray:
+    """Approach 3's fitted loss ``L(N, D) = E + A / N**alpha + B / D**beta`` at ``n``, ``d``
+    (broadcast together; the loss surface of the plots, the fit at a run's N and D).
+
+    Raises :class:`FlopsFitError` when the fit is unavailable.
+    """
+    if not sec.available:
+        raise FlopsFitError(f"The parametric fit is unavailable ({sec.message}); there is no "
+                            "L(N, D) to evaluate.")
+    with np.errstate(all="ignore"):
+        return np.asarray(fitting.parametric_loss(np.asarray(n, dtype=float),
+                                                  np.asarray(d, dtype=float), *sec.params),
+                          dtype=float)
+
+
 def residual_sigma(sec: ParametricSection, n: np.ndarray, d: np.ndarray,
                    loss: np.ndarray) -> float:
     """Standard deviation (ddof=1) of ``log(loss / L(n, d))`` over runs, shapes ``(R,)``.
@@ -280,6 +298,5 @@ def residual_sigma(sec: ParametricSection, n: np.ndarray, d: np.ndarray,
     """
     if not sec.available or len(loss) < 3:
         return 0.0
-    fit = fitting.parametric_loss(np.asarray(n, dtype=float), np.asarray(d, dtype=float),
-                                  *sec.params)
+    fit = parametric_surface(sec, n, d)
     return float(np.std(np.log(np.asarray(loss, dtype=float) / fit), ddof=1))

@@ -1,53 +1,32 @@
-"""The fitted laws as the plots need them: :class:`Laws` over ``scaling_laws.json``.
+"""The fitted laws as the plots need them: :class:`Laws` over a typed
+:class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis`.
 
-N_opt(C), D_opt(C) and L_opt(C) of Approaches 1-3 on a grid of C, with their bootstrap bands,
-the parametric loss surface and allocation, the IsoFLOP optima and the analysis's prediction.
-Intervals have one shape: ``section[name + "_ci"] = [lo, hi]``.
+Nothing here evaluates a law: every curve is the approach's own evaluation from the registry
+(``APPROACHES[name].curve(section, grid)``, :mod:`flops_fit.analysis.laws`), with the
+bootstrap's percentile bands (none without a bootstrap); the parametric loss surface and
+allocation are :func:`~flops_fit.analysis.laws.parametric_surface` and
+:func:`~flops_fit.analysis.laws.parametric_curve`. The IsoFLOP optima, Approach 1's envelope
+law and the analysis's own prediction come from the same typed analysis.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from flops_fit.analysis import laws
+from flops_fit.analysis.approaches import APPROACHES
+from flops_fit.analysis.laws import LawCurve, Prediction
 from flops_fit.analysis.scaling_analysis import ScalingAnalysis
-from flops_fit.analysis.sections import Bootstrap, ParametricSection
-from flops_fit.fitting import (
-    fit_power_law,
-    optimal_allocation,
-    parametric_loss,
-    percentile_interval,
-)
+from flops_fit.analysis.sections import ParametricSection, PowerLawRecord
+from flops_fit.errors import FlopsFitError
 
-
-@dataclass(frozen=True)
-class Optimum:
-    """One budget's IsoFLOP minimum (``c``: the x of the power laws)."""
-
-    budget: float
-    c: float
-    n: float
-    d: float
-    loss: float
-    interior: bool
-    n_ci: tuple[float, float] | None
-    d_ci: tuple[float, float] | None
-    loss_ci: tuple[float, float] | None
-
-    def value(self, j: int) -> float:
-        """N, D or the loss (``j`` = 0, 1, 2)."""
-        return (self.n, self.d, self.loss)[j]
-
-    def ci(self, j: int) -> tuple[float, float] | None:
-        return (self.n_ci, self.d_ci, self.loss_ci)[j]
-
-
+__all__ = ["Laws", "ApproachCurve", "Optimum", "LAW_NAMES", "num", "interval"]
 
 #: the law names of the three panels (N_opt, D_opt, L_opt)
 LAW_NAMES = ("n_opt", "d_opt", "loss_opt")
@@ -74,54 +53,80 @@ def interval(obj: Any, name: str) -> tuple[float, float] | None:
     return None
 
 
-def _section(analysis: dict[str, Any], name: str) -> dict[str, Any]:
-    sec = analysis.get(name)
-    return sec if isinstance(sec, dict) else {}
+@dataclass(frozen=True)
+class Optimum:
+    """One budget's IsoFLOP minimum (``c``: the x of the power laws)."""
+
+    budget: float
+    c: float
+    n: float
+    d: float
+    loss: float
+    interior: bool
+    n_ci: tuple[float, float] | None
+    d_ci: tuple[float, float] | None
+    loss_ci: tuple[float, float] | None
+
+    def value(self, j: int) -> float:
+        """N, D or the loss (``j`` = 0, 1, 2)."""
+        return (self.n, self.d, self.loss)[j]
+
+    def ci(self, j: int) -> tuple[float, float] | None:
+        return (self.n_ci, self.d_ci, self.loss_ci)[j]
 
 
-class Band:
-    """A power law ``y = k C^a`` with a pointwise confidence band in log space."""
+@dataclass(frozen=True)
+class ApproachCurve:
+    """One registry approach's :class:`~flops_fit.analysis.laws.LawCurve` on a grid of C."""
 
-    def __init__(self, k: float, a: float, xc: float, se_center: float, a_half: float,
-                 z: float):
-        self.k, self.a, self.xc = k, a, xc
-        self.se_center, self.a_half, self.z = se_center, a_half, z
+    name: str  #: its key in APPROACHES and in :data:`~flops_fit.plots.style.APPROACH_STYLES`
+    title: str  #: the registry's title
+    curve: LawCurve
+    exponents: tuple[float, float, float]  #: of its N_opt, D_opt, L_opt power laws (NaN: none)
 
-    def __call__(self, c: np.ndarray) -> np.ndarray:
-        return self.k * np.asarray(c, dtype=float) ** self.a
+    def values(self, j: int) -> np.ndarray:
+        """N_opt, D_opt or L_opt on the grid (``j`` = 0, 1, 2)."""
+        return (self.curve.n, self.curve.d, self.curve.loss)[j]
 
-    def band(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(lo, hi)`` of the band at ``c``, or None when nothing is known about it."""
-        lc = np.log(np.asarray(c, dtype=float))
-        h_center = self.z * self.se_center if math.isfinite(self.se_center) else 0.0
-        h_slope = self.a_half if math.isfinite(self.a_half) else 0.0
-        if h_center == 0.0 and h_slope == 0.0:
+    def band(self, j: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(lo, hi)`` of the bootstrap band of law ``j``; None without a bootstrap."""
+        b = (self.curve.n_band, self.curve.d_band, self.curve.loss_band)[j]
+        if b is None or np.isnan(b).all():
             return None
-        half = np.sqrt(h_center ** 2 + ((lc - self.xc) * h_slope) ** 2)
-        y = self(c)
-        return y * np.exp(-half), y * np.exp(half)
+        return b[:, 0], b[:, 1]
+
+    @property
+    def has_bootstrap(self) -> bool:
+        return self.curve.n_band is not None
 
 
-def _spread(pts: list[tuple[float, float]], k: float, a: float) -> tuple[float, float]:
-    """``(se of the centre, t quantile)`` of points about ``k C^a`` (NaN, 1.96 if too few)."""
-    m = len(pts)
-    if m <= 2:
-        return math.nan, 1.96
-    lx = np.log([c for c, _ in pts])
-    resid = np.log([y for _, y in pts]) - np.log(k * np.exp(lx) ** a)
-    return math.sqrt(float(resid @ resid) / (m - 2) / m), float(stats.t.ppf(0.975, m - 2))
+def _exponent(law: Any) -> float:
+    return num(law.exponent) if isinstance(law, PowerLawRecord) else math.nan
 
 
 class Laws:
-    """The laws of one analysis (an empty dict: no fit) as curves over compute."""
+    """The laws of one analysis as curves over compute (``analysis`` None: no fit)."""
 
-    def __init__(self, analysis: dict[str, Any]):
+    def __init__(self, analysis: ScalingAnalysis | None = None):
         self.analysis = analysis
-        self.isoflop = _section(analysis, "isoflop")
-        self.parametric_section = _section(analysis, "parametric")
-        prov = analysis.get("provenance")
+        prov = analysis.provenance if analysis is not None else {}
         conv = prov.get("conventions") if isinstance(prov, dict) else None
         self.conventions: dict[str, Any] = conv if isinstance(conv, dict) else {}
+
+    @classmethod
+    def read(cls, path: Path | None, notes: list[str]) -> Laws:
+        """The laws of ``scaling_laws.json`` at ``path``; none (with a line in ``notes``) when
+        the file is missing or is not a readable analysis."""
+        if path is None:
+            return cls()
+        if not Path(path).exists():
+            notes.append(f"no fit at {path}: only the data are drawn")
+            return cls()
+        try:
+            return cls(ScalingAnalysis.from_json(path))
+        except FlopsFitError as exc:
+            notes.append(f"no usable fit at {path} ({exc}): only the data are drawn")
+            return cls()
 
     # --------------------------------------------------------------------------- conventions
 
@@ -142,201 +147,130 @@ class Laws:
     @property
     def kappa(self) -> float:
         """FLOPs per parameter per token of the parametric allocation (C = kappa N D)."""
-        for src in (self.parametric_section, self.conventions):
-            v = num(src.get("flops_per_param_token"))
-            if v > 0:
-                return v
+        par = self.analysis.parametric if self.analysis is not None else None
+        for v in (par.flops_per_param_token if par is not None else None,
+                  self.conventions.get("flops_per_param_token")):
+            if num(v) > 0:
+                return float(v)
         return 6.0
 
     @property
     def ci_level(self) -> float:
-        for sec in (self.parametric_section, self.isoflop):
-            v = num(sec.get("ci_level"))
-            if 0 < v < 1:
-                return v
-        return 0.95
+        return self.analysis.ci_level if self.analysis is not None else 0.95
 
     def dropped_ids(self) -> set[str]:
         """The run ids the fit dropped (``provenance.runs.dropped``).
 
         A duplicate run id is left out: its first record was used, so the id names a used run.
         """
-        prov = self.analysis.get("provenance")
+        prov = self.analysis.provenance if self.analysis is not None else {}
         runs = prov.get("runs") if isinstance(prov, dict) else None
         dropped = runs.get("dropped") if isinstance(runs, dict) else None
         return {str(d["run_id"]) for d in dropped or []
                 if isinstance(d, dict) and d.get("run_id")
                 and not str(d.get("reason", "")).startswith("duplicate")}
 
+    # ------------------------------------------------------------- the registry's approaches
+
+    def curve(self, name: str, grid: np.ndarray) -> ApproachCurve | None:
+        """Approach ``name``'s laws on ``grid`` (its registry evaluation), or None when the
+        analysis has no such fit."""
+        a = APPROACHES.get(name)
+        sec = self.analysis.sections.get(name) if self.analysis is not None else None
+        if a is None or sec is None or not sec.available:
+            return None
+        try:
+            curve = a.curve(sec, np.asarray(grid, dtype=float), self.ci_level)
+        except FlopsFitError:
+            return None
+        exps = tuple(_exponent(getattr(sec, law, None)) for law in LAW_NAMES)
+        return ApproachCurve(name, a.title, curve, exps)  # type: ignore[arg-type]
+
+    def curves(self, grid: np.ndarray) -> list[ApproachCurve]:
+        """Every registry approach the analysis has a fit of, on ``grid``, registry order."""
+        out = [self.curve(name, grid) for name in APPROACHES]
+        return [c for c in out if c is not None]
+
     # ------------------------------------------------------------------------- Approach 3
 
-    def parametric(self) -> dict[str, Any] | None:
-        """``{E, A, B, alpha, beta, ...}`` when all five are finite (A, B, exponents > 0)."""
-        par = self.parametric_section
-        if not par or par.get("available") is False:
+    def parametric(self) -> ParametricSection | None:
+        """Approach 3's section when it is available with five finite parameters (A, B and the
+        exponents > 0), else None."""
+        par = self.analysis.parametric if self.analysis is not None else None
+        if par is None or not par.available:
             return None
-        vals = {k: num(par.get(k)) for k in ("E", "A", "B", "alpha", "beta")}
-        if not all(math.isfinite(v) for v in vals.values()):
+        E, A, B, al, be = par.params
+        if not all(math.isfinite(v) for v in (E, A, B, al, be)):
             return None
-        if not (vals["A"] > 0 and vals["B"] > 0 and vals["alpha"] > 0 and vals["beta"] > 0):
+        if not (A > 0 and B > 0 and al > 0 and be > 0):
             return None
-        return {**par, **vals}
+        return par
 
     def degenerate_note(self) -> str:
-        par = self.parametric_section
-        if not par.get("degenerate"):
+        par = self.analysis.parametric if self.analysis is not None else None
+        if par is None or not par.degenerate:
             return ""
-        reasons = par.get("degenerate_reasons") or []
-        text = "; ".join(str(r) for r in reasons[:2])
+        text = "; ".join(str(r) for r in (par.degenerate_reasons or [])[:2])
         return "degenerate fit" + (f": {text}" if text else "")
 
     def loss_surface(self, n: np.ndarray, d: np.ndarray) -> np.ndarray:
-        par = self.parametric()
-        return parametric_loss(n, d, par["E"], par["A"], par["B"], par["alpha"], par["beta"])
+        """The fitted L(N, D) at ``n``, ``d``
+        (:func:`~flops_fit.analysis.laws.parametric_surface`)."""
+        return laws.parametric_surface(self.parametric(), n, d)
 
     def allocation(self, c: np.ndarray):
-        """Approach 3's ``(N_opt, D_opt, L_opt)`` at ``c``."""
-        par = self.parametric()
-        n, d = optimal_allocation(c, par["A"], par["B"], par["alpha"], par["beta"], self.kappa)
-        return n, d, parametric_loss(n, d, par["E"], par["A"], par["B"], par["alpha"],
-                                     par["beta"])
-
-    def parametric_curves(self, grid: np.ndarray):
-        """Approach 3's N_opt, D_opt and L_opt on ``grid``, each ``(y, band or None)``."""
-        sec = ParametricSection.from_dict(self.parametric())
-        sec.available = True  # parametric() checked the five parameters
-        sec.flops_per_param_token = self.kappa
-        sec.ci_level = self.ci_level
-        curve = laws.parametric_curve(sec, grid)
-        out = []
-        for y, b in ((curve.n, curve.n_band), (curve.d, curve.d_band),
-                     (curve.loss, curve.loss_band)):
-            ok = b is not None and not np.isnan(b).all()
-            out.append((y, (b[:, 0], b[:, 1]) if ok else None))
-        return out
-
-    def parametric_exponent(self, j: int) -> float:
-        """``a``, ``b`` of N_opt, D_opt ~ C^x (NaN for the loss, ``j`` = 2)."""
-        return (num(self.parametric_section.get("a")),
-                num(self.parametric_section.get("b")), math.nan)[j]
+        """Approach 3's ``(N_opt, D_opt, L_opt)`` at ``c``
+        (:func:`~flops_fit.analysis.laws.parametric_curve`)."""
+        curve = laws.parametric_curve(self.parametric(), np.asarray(c, dtype=float),
+                                      self.ci_level)
+        return curve.n, curve.d, curve.loss
 
     # ------------------------------------------------------------------------- Approach 2
 
     def optima(self) -> list[Optimum]:
         """The IsoFLOP optima of the analysis, by compute."""
+        if self.analysis is None:
+            return []
         out = []
-        for b in self.isoflop.get("budgets") or []:
-            if not isinstance(b, dict):
+        for b in self.analysis.isoflop.budgets or []:
+            if not isinstance(b, Mapping):
                 continue
-            cb = num(b.get("compute_budget"))
-            c = num(b.get("compute"))
+            cb, c = num(b.compute_budget), num(b.compute)
             c = c if c > 0 else cb
             if not c > 0:
                 continue
             out.append(Optimum(
-                cb if cb > 0 else c, c, num(b.get("optimal_params")),
-                num(b.get("optimal_tokens")), num(b.get("optimal_loss")),
-                bool(b.get("interior")), interval(b, "optimal_params"),
+                cb if cb > 0 else c, c, num(b.optimal_params), num(b.optimal_tokens),
+                num(b.optimal_loss), bool(b.interior), interval(b, "optimal_params"),
                 interval(b, "optimal_tokens"), interval(b, "optimal_loss")))
         return sorted(out, key=lambda o: o.c)
-
-    @property
-    def isoflop_available(self) -> bool:
-        return bool(self.isoflop.get("available", True))
-
-    def power_law(self, name: str, points: list[tuple[float, float]]) -> Band | None:
-        """The power law ``isoflop[name]`` with a confidence band.
-
-        The band combines the spread of the fitted points about the line (its centre) with the
-        exponent's interval from the analysis (its slope); when the analysis carries OLS
-        standard errors those are used instead.
-        """
-        law = self.isoflop.get(name)
-        if not isinstance(law, dict):
-            return None
-        k, a = num(law.get("coefficient")), num(law.get("exponent"))
-        if not (k > 0 and math.isfinite(a)):
-            return None
-        pts = [(c, y) for c, y in points if c > 0 and y > 0]
-        xc = num(law.get("log_x_center"))
-        if not math.isfinite(xc):
-            xc = float(np.log([c for c, _ in pts]).mean()) if pts else math.nan
-        se_center, z = _spread(pts, k, a)
-        a_half = math.nan
-        ci = interval(law, "exponent")
-        if ci:
-            a_half = (ci[1] - ci[0]) / 2
-        else:
-            se = num(law.get("exponent_se"))
-            if math.isfinite(se):
-                a_half = z * se
-        if not math.isfinite(xc):
-            return Band(k, a, 0.0, math.nan, math.nan, z)
-        return Band(k, a, xc, se_center, a_half, z)
-
-    def isoflop_curve(self, j: int, grid: np.ndarray, pts: list[tuple[float, float]]):
-        """Approach 2's law ``j`` (0: N_opt, 1: D_opt, 2: L_opt) on ``grid``: (y, band, exp)."""
-        name = LAW_NAMES[j]
-        law = self.power_law(name, pts)
-        if law is None and j == 2:
-            law = _law_from_points(pts)  # not in the analysis: fit the points
-        if law is None:
-            return None
-        s = self._samples("isoflop")
-        band = None
-        if s is not None and s.shape[1] >= 2 * j + 2 and self.isoflop.get(name):
-            with np.errstate(all="ignore"):
-                ys = np.exp(s[:, 2 * j, None] + s[:, 2 * j + 1, None] * np.log(grid)[None, :])
-            band = self._percentiles(ys)
-        if band is None:
-            band = law.band(grid)
-        return law(grid), band, law.a
 
     # ------------------------------------------------------------------------- Approach 1
 
     def approach1_law(self) -> tuple[float, float] | None:
         """``(k, a)`` of Approach 1's N_opt = k C^a, or None."""
-        a1 = _section(self.analysis, "approach1")
-        law = a1.get("n_opt") if a1.get("available") else None
-        if not isinstance(law, dict):
+        a1 = self.analysis.approach1 if self.analysis is not None else None
+        law = a1.n_opt if a1 is not None and a1.available else None
+        if not isinstance(law, PowerLawRecord):
             return None
-        k, e = num(law.get("coefficient")), num(law.get("exponent"))
+        k, e = num(law.coefficient), num(law.exponent)
         return (k, e) if k > 0 and math.isfinite(e) else None
 
     # ------------------------------------------------------------------------- prediction
 
-    def prediction(self, compute_budget: float | None) -> dict[str, Any] | None:
-        """The analysis's own prediction at ``compute_budget`` (its method), or None."""
-        if not self.analysis or not compute_budget:
+    def prediction(self, compute_budget: float | None) -> Prediction | None:
+        """The analysis's own prediction at ``compute_budget`` (its method); when it cannot
+        predict, the first approach (its method first) whose law gives a value there; None
+        without a fit."""
+        if self.analysis is None or not compute_budget:
             return None
         try:
-            return ScalingAnalysis.from_json(self.analysis).predict_optimal_size(compute_budget)
-        except Exception:  # noqa: BLE001 - an older file, or nothing to predict
-            return None
-
-    # ---------------------------------------------------------------------------- helpers
-
-    def _samples(self, section: str) -> np.ndarray | None:
-        """The bootstrap samples of ``section`` (rows: resamples), or None."""
-        boot = _section(self.analysis, section).get("bootstrap")
-        return Bootstrap.from_dict(boot).samples() if isinstance(boot, dict) else None
-
-    def _percentiles(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Pointwise interval at :attr:`ci_level` of samples ``y`` (resamples x points)."""
-        if y.shape[0] < 2 or not np.isfinite(y).any():
-            return None
-        lo, hi = percentile_interval(y, self.ci_level, axis=0)
-        return lo, hi
-
-
-def _law_from_points(pts: list[tuple[float, float]]) -> Band | None:
-    if len(pts) < 2:
+            return self.analysis.predict_optimal_size(compute_budget)
+        except FlopsFitError:
+            pass
+        names = [self.analysis.method, *(n for n in APPROACHES if n != self.analysis.method)]
+        for name in names:
+            got = self.curve(name, np.array([float(compute_budget)]))
+            if got is not None and np.isfinite(got.curve.n[0]):
+                return got.curve.prediction()
         return None
-    try:
-        pl = fit_power_law([p[0] for p in pts], [p[1] for p in pts])
-    except ValueError:
-        return None
-    se_center, z = _spread(pts, pl.coefficient, pl.exponent) if pl.n_points > 2 \
-        else (math.nan, 1.96)
-    a_half = z * pl.exponent_se if pl.n_points > 2 else math.nan
-    return Band(pl.coefficient, pl.exponent, pl.log_x_center, se_center, a_half, z)

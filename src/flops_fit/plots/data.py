@@ -10,18 +10,17 @@ Units: N in parameters, D in tokens, C in FLOPs, loss in nats per token.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from flops_fit.analysis.laws import Prediction
 from flops_fit.errors import FlopsFitError
 from flops_fit.plots.curves import Laws, Optimum, num
 from flops_fit.rundir.io import read_json
 from flops_fit.rundir.layout import VALIDATION_FILE, Layout
-from flops_fit.rundir.records import RunRecord, read_metrics
+from flops_fit.rundir.records import RunRecord, beyond_limits, read_metrics, read_validation
 
 
 @dataclass(frozen=True)
@@ -92,13 +91,7 @@ class PlotData:
         records = [RunRecord.from_dict({"run_id": "", "status": "completed", **r})
                    for r in raw if isinstance(r, dict)]
         notes: list[str] = []
-        analysis: dict[str, Any] = {}
-        if analysis_path is not None and analysis_path.exists():
-            got = read_json(analysis_path, "scaling-law analysis")
-            analysis = got if isinstance(got, dict) else {}
-        elif analysis_path is not None:
-            notes.append(f"no fit at {analysis_path}: only the data are drawn")
-        laws = Laws(analysis)
+        laws = Laws.read(analysis_path, notes)
         curves = _curves(Layout(results_path.parent), records, laws.param_key)
         validation = None
         if analysis_path is not None:
@@ -112,6 +105,11 @@ class PlotData:
         non_embedding = self.laws.param_key == "num_params_non_embedding"
         for r in self.records:
             if r.status != "completed":
+                continue
+            too_large = beyond_limits(r)
+            if too_large:  # analyze refuses it; a plot cannot place it
+                self.notes.append(f"run {r.run_id} left out: {too_large} is beyond any "
+                                  "training run")
                 continue
             n = num(r.num_params_non_embedding if non_embedding and
                     r.num_params_non_embedding is not None else r.num_params)
@@ -138,7 +136,7 @@ class PlotData:
             counts[r.status] = counts.get(r.status, 0) + 1
         return counts
 
-    def prediction(self, compute_budget: float | None) -> dict[str, Any] | None:
+    def prediction(self, compute_budget: float | None) -> Prediction | None:
         """The analysis's own prediction at ``compute_budget`` (its method), or None."""
         return self.laws.prediction(compute_budget)
 
@@ -170,15 +168,15 @@ def _validation(path: Path, notes: list[str]) -> ValidationPoint | None:
     if not path.exists():
         return None
     try:
-        v = json.loads(path.read_text(encoding="utf-8"))
-        run = next(r for r in v["runs"] if r.get("predicted_optimum"))
-        if v.get("achieved_loss") is None:
-            return None
-        return ValidationPoint(float(v["compute_budget"]), num(run["num_params"]),
-                               num(run["num_tokens"]), num(v["achieved_loss"]))
-    except (OSError, ValueError, KeyError, StopIteration, TypeError, AttributeError):
-        notes.append("scaling_laws: analysis/validation.json unreadable, not drawn")
+        v = read_validation(path)
+    except FlopsFitError as exc:
+        notes.append(f"scaling_laws: the validation run is not drawn ({exc})")
         return None
+    run = next((r for r in v.runs if r.get("predicted_optimum")), None)
+    if run is None or v.achieved_loss is None:
+        return None
+    return ValidationPoint(float(v.compute_budget), num(run.get("num_params")),
+                           num(run.get("num_tokens")), num(v.achieved_loss))
 
 
 __all__ = ["PlotData", "Run", "Optimum", "Curve", "ValidationPoint"]

@@ -40,7 +40,7 @@ def draw(data: PlotData) -> Figure | None:
     ax.set_yscale("log")
     lo = min([r.loss for r in runs] + [float(np.min(ll))])
     hi = float(np.percentile(ll, 97))
-    levels = np.geomspace(max(lo * 0.98, par["E"] + 1e-6), max(hi, lo * 1.05), 16)
+    levels = np.geomspace(max(lo * 0.98, par.E + 1e-6), max(hi, lo * 1.05), 16)
     cf = ax.contourf(nn, dd, ll, levels=levels, cmap="viridis_r", extend="both", alpha=0.9)
     cs = ax.contour(nn, dd, ll, levels=levels[::3], colors="white", linewidths=0.6, alpha=0.7)
     ax.clabel(cs, fmt=lambda v: f"{v:.2f}", fontsize=7.5, colors="white")
@@ -62,8 +62,8 @@ def draw(data: PlotData) -> Figure | None:
     ax.grid(False)
     ax.set_xlabel("model size N (parameters)")
     ax.set_ylabel("training data D (tokens)")
-    title = (f"Fitted L(N, D) = {par['E']:.3f} + {par['A']:.3g}/N$^{{{par['alpha']:.3f}}}$ "
-             f"+ {par['B']:.3g}/D$^{{{par['beta']:.3f}}}$")
+    title = (f"Fitted L(N, D) = {par.E:.3f} + {par.A:.3g}/N$^{{{par.alpha:.3f}}}$ "
+             f"+ {par.B:.3g}/D$^{{{par.beta:.3f}}}$")
     note = laws.degenerate_note()
     kap = "6" if abs(kappa - 6) < 1e-9 else f"{kappa:.3g}"
     title += f"\n{note}" if note else f"\n(dotted lines: iso-FLOP, C = {kap}·N·D FLOPs)"

@@ -1,24 +1,31 @@
 """N_opt, D_opt and L_opt against compute: the optima, the fitted laws with their bands, the
-held-out validation run and the prediction."""
+held-out validation run and the prediction.
+
+Every approach of :data:`~flops_fit.analysis.approaches.APPROACHES` the analysis has a fit of
+is drawn from its own law evaluation (:meth:`~flops_fit.plots.curves.Laws.curves`), in its
+style (:func:`~flops_fit.plots.style.approach_style`): a new approach needs no edit here.
+Bands are the bootstrap's percentiles; an approach fitted without a bootstrap has none, and
+its legend entry says so.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from flops_fit.plots.curves import interval, num
+from flops_fit.analysis.laws import Prediction
+from flops_fit.plots.curves import ApproachCurve, interval, num
 from flops_fit.plots.data import PlotData
 from flops_fit.plots.style import (
     A1_COLOR,
-    A2_COLOR,
-    A3_COLOR,
     PRED_COLOR,
     VAL_COLOR,
+    ApproachStyle,
+    approach_styles,
     clip_ylim,
     fmt_sci,
     new_figure,
@@ -38,19 +45,22 @@ def draw(data: PlotData, predict: float | None = None) -> Figure | None:
     predict = predict or data.predict_budget
     laws = data.laws
     optima = [o for o in data.optima if o.n > 0]
-    par = laws.parametric()
-    if not optima and par is None:
-        data.notes.append("scaling_laws: skipped, neither IsoFLOP optima nor a parametric "
-                          "fit to draw")
-        return None
     interior = [o for o in optima if o.interior]
     cs = [o.c for o in optima] or [r.c for r in data.runs]
     val = data.validation
+    if not cs:
+        data.notes.append("scaling_laws: skipped, neither IsoFLOP optima nor runs to draw")
+        return None
     c_hi = max(max(cs) * 2, (predict or 0) * 1.5, (val.compute_budget if val else 0) * 1.5)
     grid = np.geomspace(min(cs) / 2, c_hi, 200)
+    curves = laws.curves(grid)
+    if not optima and not curves:
+        data.notes.append("scaling_laws: skipped, neither IsoFLOP optima nor a fitted law "
+                          "to draw")
+        return None
+    look = approach_styles((c.name, c.title) for c in curves)
     fig = new_figure("scaling_laws", (14.5, 4.9))
     axes = fig.subplots(1, 3)
-    a3 = laws.parametric_curves(grid) if par is not None else None
     degenerate = laws.degenerate_note()
     pred = data.prediction(predict) if predict else None
     pct = f"{laws.ci_level:.0%}"
@@ -60,18 +70,9 @@ def draw(data: PlotData, predict: float | None = None) -> Figure | None:
         ax.set_xscale("log")
         if j < 2:
             ax.set_yscale("log")
-        sym = ("N", "D", "L")[j]
-        pts = [(o.c, o.value(j)) for o in interior if o.value(j) > 0]
-        iso = laws.isoflop_curve(j, grid, pts) if laws.isoflop_available else None
-        if iso is not None:
-            y, band, expo = iso
-            ax.plot(grid, y, "-", color=A2_COLOR, lw=1.8,
-                    label=f"Approach 2 (IsoFLOP): ${sym}_{{opt}} \\propto C^{{{expo:.3f}}}$")
-            if band is not None:
-                ax.fill_between(grid, band[0], band[1], color=A2_COLOR, alpha=0.15, lw=0,
-                                label=f"{pct} band (Approach 2)")
-        if a3 is not None:
-            _approach3(ax, a3[j], laws.parametric_exponent(j), degenerate, grid, pct)
+        core = [o.value(j) for o in optima]
+        for ac in curves:
+            core += _draw_curve(ax, ac, j, grid, look[ac.name], pct)
         if j == 0 and a1 is not None:
             k1, e1 = a1
             ax.plot(grid, k1 * grid ** e1, "-.", color=A1_COLOR, lw=1.3,
@@ -83,18 +84,14 @@ def draw(data: PlotData, predict: float | None = None) -> Figure | None:
             kw = dict(color="black") if o.interior else dict(mfc="white", color="grey")
             ax.errorbar([o.c], [yv], yerr=yerr_of(yv, o.ci(j)), fmt="o", ms=5, capsize=2,
                         zorder=4, **kw)
-        core = [o.value(j) for o in optima] + (list(iso[0]) if iso is not None else [])
         if val:  # the held-out run of `flops-fit validate`, against the extrapolation
             yv = val.value(j)
             if yv > 0:
                 ax.plot([val.compute_budget], [yv], "D", color=VAL_COLOR, mec="black", ms=8,
                         zorder=7, label="held-out validation run")
                 core.append(yv)
-        if a3 is not None:
-            core += list(a3[j][0])
         if predict:
-            core.append(_mark_prediction(ax, predict, pred, pred_key, iso,
-                                         a3[j] if a3 else None, grid))
+            core.append(_mark_prediction(ax, predict, pred, pred_key))
         clip_ylim(ax, core, log=j < 2)
         ci = interval(pred, pred_key) if pred else None
         if ci and (ci[0] < ax.get_ylim()[0] or ci[1] > ax.get_ylim()[1]):
@@ -116,18 +113,27 @@ def draw(data: PlotData, predict: float | None = None) -> Figure | None:
     return fig
 
 
-def _approach3(ax, curve, exp3: float, degenerate: str, grid: np.ndarray, pct: str) -> None:
-    y3, band3 = curve
-    if not (np.all(np.isfinite(y3)) and np.all(y3 > 0)):
-        return
-    lab = "Approach 3, L(N, D)" + (f": $\\propto C^{{{exp3:.3f}}}$" if math.isfinite(exp3)
-                                   else "")
+def _draw_curve(ax, ac: ApproachCurve, j: int, grid: np.ndarray, st: ApproachStyle,
+                pct: str) -> list[float]:
+    """Law ``j`` of one approach with its band; the values drawn (none where undefined)."""
+    y = ac.values(j)
+    if not (np.all(np.isfinite(y)) and np.all(y > 0)):
+        return []
+    sym = ("N", "D", "L")[j]
+    expo = ac.exponents[j]
+    label = st.label + (f": ${sym}_{{opt}} \\propto C^{{{expo:.3f}}}$" if math.isfinite(expo)
+                        else "")
+    degenerate = ac.curve.degenerate
     if degenerate:
-        lab += " (degenerate)"
-    ax.plot(grid, y3, "--" if not degenerate else ":", color=A3_COLOR, lw=1.6, label=lab)
-    if band3 is not None and not degenerate:
-        ax.fill_between(grid, band3[0], band3[1], color=A3_COLOR, alpha=0.13, lw=0,
-                        label=f"{pct} band (Approach 3)")
+        label += " (degenerate)"
+    elif not ac.has_bootstrap:
+        label += " (no bootstrap: no band)"
+    ax.plot(grid, y, st.ls if not degenerate else ":", color=st.color, lw=st.lw, label=label)
+    band = ac.band(j)
+    if band is not None and not degenerate:
+        ax.fill_between(grid, band[0], band[1], color=st.color, alpha=st.band_alpha, lw=0,
+                        label=f"{pct} band, {st.label}")
+    return list(y)
 
 
 def _legend(ax, j: int, any_interior: bool, any_edge: bool) -> None:
@@ -141,22 +147,12 @@ def _legend(ax, j: int, any_interior: bool, any_edge: bool) -> None:
               framealpha=0.9, fontsize=7.5)
 
 
-def _mark_prediction(ax, c: float, pred: dict[str, Any] | None, key: str, iso, a3,
-                     grid: np.ndarray) -> float:
+def _mark_prediction(ax, c: float, pred: Prediction | None, key: str) -> float:
     """A star at the predicted value (the analysis's method) with its interval."""
     ax.axvline(c, color=PRED_COLOR, lw=0.8, ls=":", alpha=0.8)
-    y, ci = math.nan, None
-    if pred is not None:
-        y, ci = num(pred.get(key)), interval(pred, key)
-    if not math.isfinite(y):
-        curve = iso if iso is not None else a3
-        if curve is None:
-            return math.nan
-        y = float(np.exp(np.interp(math.log(c), np.log(grid), np.log(curve[0]))))
-        band = curve[1]
-        if band is not None:
-            ci = (float(np.exp(np.interp(math.log(c), np.log(grid), np.log(band[0])))),
-                  float(np.exp(np.interp(math.log(c), np.log(grid), np.log(band[1])))))
+    if pred is None:
+        return math.nan
+    y, ci = num(pred.get(key)), interval(pred, key)
     if not (math.isfinite(y) and y > 0):
         return math.nan
     ax.errorbar([c], [y], yerr=yerr_of(y, ci), fmt="*", ms=14, color=PRED_COLOR, mec="black",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +25,49 @@ VAL_COLOR = "#2ca02c"
 A1_COLOR = "#2ca02c"
 A2_COLOR = "#1f77b4"
 A3_COLOR = "#ff7f0e"
+
+
+@dataclass(frozen=True)
+class ApproachStyle:
+    """How one fitting approach's curves are drawn (see :func:`approach_style`)."""
+
+    label: str  #: the legend's name of the approach
+    color: str
+    ls: str | tuple  #: line style
+    lw: float = 1.6
+    band_alpha: float = 0.14
+
+
+#: the look of each approach of :data:`flops_fit.analysis.approaches.APPROACHES`, by name; an
+#: approach not named here is drawn in :data:`OTHER_APPROACH_COLORS` with its registry title
+APPROACH_STYLES: dict[str, ApproachStyle] = {
+    "isoflop": ApproachStyle("Approach 2 (IsoFLOP)", A2_COLOR, "-", 1.8, 0.15),
+    "parametric": ApproachStyle("Approach 3, L(N, D)", A3_COLOR, "--", 1.6, 0.13),
+}
+OTHER_APPROACH_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+_OTHER_LINES = ("-.", (0, (5, 1.5, 1, 1.5)), (0, (1, 1)))
+
+
+def approach_style(name: str, title: str = "", index: int = 0) -> ApproachStyle:
+    """The style of approach ``name``; an unknown one gets a colour and dash of its own by
+    ``index`` (its place among the unknown ones) and ``title`` (or its name) as its label."""
+    if name in APPROACH_STYLES:
+        return APPROACH_STYLES[name]
+    return ApproachStyle(title or name, OTHER_APPROACH_COLORS[index % len(
+        OTHER_APPROACH_COLORS)], _OTHER_LINES[index % len(_OTHER_LINES)])
+
+
+def approach_styles(approaches: Iterable[tuple[str, str]]) -> dict[str, ApproachStyle]:
+    """``{name: style}`` of ``(name, title)`` pairs: the table's style, or for each unknown
+    approach in turn a colour and dash of its own."""
+    out: dict[str, ApproachStyle] = {}
+    unknown = 0
+    for name, title in approaches:
+        out[name] = approach_style(name, title, unknown)
+        unknown += name not in APPROACH_STYLES
+    return out
+
+
 #: at most this many budgets get a legend entry each; more get a colourbar
 MAX_LEGEND_BUDGETS = 8
 RC = {

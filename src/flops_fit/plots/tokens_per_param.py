@@ -1,4 +1,8 @@
-"""Tokens per parameter D/N of every run and of the compute-optimal allocation, against C."""
+"""Tokens per parameter D/N of every run and of the compute-optimal allocation, against C.
+
+The compute-optimal ratio of every approach of the registry the analysis has a fit of is its
+own law evaluation (:meth:`~flops_fit.plots.curves.Laws.curves`), drawn in its style.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ from flops_fit.plots.curves import interval, num
 from flops_fit.plots.data import PlotData, Run
 from flops_fit.plots.style import (
     A2_COLOR,
-    A3_COLOR,
     LOSS_LABEL,
     PRED_COLOR,
+    approach_styles,
     clip_ylim,
     fmt_sci,
     new_figure,
@@ -41,22 +45,19 @@ def draw(data: PlotData) -> Figure | None:
     cs = [o.c for o in optima] or [r.c for r in runs]
     c_hi = max(max(cs) * 2, (predict or 0) * 1.5)
     grid = np.geomspace(min(cs) / 2, c_hi, 200)
-    n_law = laws.power_law("n_opt", [(o.c, o.n) for o in optima if o.interior])
-    d_law = laws.power_law("d_opt", [(o.c, o.d) for o in optima if o.interior])
-    pred_ratio = math.nan
-    if n_law is not None and d_law is not None:
-        ax.plot(grid, d_law(grid) / n_law(grid), "-", color=A2_COLOR, lw=1.8,
-                label="Approach 2: $D_{opt}/N_{opt}$")
-        if predict:
-            pred_ratio = float(d_law(predict) / n_law(predict))
-    if laws.parametric() is not None:
-        n3, d3, _ = laws.allocation(grid)
-        if np.all(np.isfinite(d3 / n3)):
-            lab = "Approach 3, L(N, D)" + (" (degenerate)" if laws.degenerate_note() else "")
-            ax.plot(grid, d3 / n3, "--", color=A3_COLOR, lw=1.6, label=lab)
-            if predict and not math.isfinite(pred_ratio):
-                n_p, d_p, _ = laws.allocation(np.array([predict]))
-                pred_ratio = float(d_p[0] / n_p[0])
+    curves = laws.curves(grid)
+    look = approach_styles((c.name, c.title) for c in curves)
+    for ac in curves:
+        ratio = ac.curve.tokens_per_param
+        if not (np.all(np.isfinite(ratio)) and np.all(ratio > 0)):
+            continue
+        st = look[ac.name]
+        degenerate = ac.curve.degenerate
+        ax.plot(grid, ratio, st.ls if not degenerate else ":", color=st.color, lw=st.lw,
+                label=f"{st.label}: $D_{{opt}}/N_{{opt}}$"
+                      + (" (degenerate)" if degenerate else ""))
+    pred = data.prediction(predict) if predict else None
+    pred_ratio = num(pred.get("tokens_per_param")) if pred is not None else math.nan
     for o in optima:
         kw = dict(color=A2_COLOR) if o.interior else dict(mfc="white", color="grey")
         ax.plot([o.c], [o.d / o.n], "o", ms=7, mec="black", zorder=4, **kw)
@@ -64,12 +65,8 @@ def draw(data: PlotData) -> Figure | None:
         ax.plot([], [], "o", color=A2_COLOR, mec="black", ms=7, label="IsoFLOP optimum")
     ax.axhline(20, color="grey", ls=":", lw=1.2, label="Chinchilla's 20 tokens/parameter")
     core = [r.d / r.n for r in runs] + [o.d / o.n for o in optima] + [20.0]
-    pred = data.prediction(predict) if predict else None
-    ci = None
-    if pred is not None and num(pred.get("tokens_per_param")) > 0:
-        pred_ratio = num(pred.get("tokens_per_param"))
-        ci = interval(pred, "tokens_per_param")
-    if predict and math.isfinite(pred_ratio):
+    ci = interval(pred, "tokens_per_param") if pred is not None else None
+    if predict and pred_ratio > 0:
         ax.errorbar([predict], [pred_ratio], yerr=yerr_of(pred_ratio, ci), fmt="*", ms=15,
                     color=PRED_COLOR, mec="black", mew=0.6, ecolor="black", capsize=4,
                     zorder=5, label=f"prediction at {fmt_sci(predict)}: "

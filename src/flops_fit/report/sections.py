@@ -1,175 +1,256 @@
 """The sections of ``report.html`` after the header: the prediction, the fitted laws, the
 holdout, the validation, the runs and how it was all made.
 
-Each function returns an HTML fragment ("" when there is nothing to show). Intervals have one
-shape: ``section[name + "_ci"] = [lo, hi]``.
+Each function returns an HTML fragment ("" when there is nothing to show). The laws, holdout
+and prediction sections read the typed
+:class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis` (a plain ``scaling_laws.json``
+object is read into one first); every approach of
+:data:`~flops_fit.analysis.approaches.APPROACHES` is rendered from its section's fields, so a
+new approach shows without an edit here. The validation is
+:func:`~flops_fit.rundir.records.read_validation`'s record.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import platform
 import sys
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from flops_fit.plots.curves import interval
+from flops_fit.analysis.approaches import APPROACHES, Approach
+from flops_fit.analysis.laws import Prediction
+from flops_fit.analysis.scaling_analysis import ScalingAnalysis
+from flops_fit.analysis.sections import (
+    Approach1Section,
+    Bootstrap,
+    BudgetMinimum,
+    PowerLawRecord,
+    Section,
+)
+from flops_fit.errors import FlopsFitError
 from flops_fit.report.html import esc, fmt, is_num, kv_table, sci, table
-from flops_fit.rundir.io import read_json
 from flops_fit.rundir.layout import Layout
+from flops_fit.rundir.records import read_validation
 
 __all__ = ["prediction_section", "laws_section", "holdout_section", "validation_section",
-           "runs_section", "provenance_section", "compute_line"]
+           "runs_section", "provenance_section", "compute_line", "typed_analysis"]
+
+#: the formula shown beside an approach's title (none for an approach not named here)
+FORMULAS = {
+    "parametric": "L(N, D) = E + A / N<sup>α</sup> + B / D<sup>β</sup> (loss in nats/token)",
+    "isoflop": "power laws in C (FLOPs)",
+}
+#: how a power law of a section is named in its table (a law not named here: its field name)
+LAW_LABELS = {"n_opt": "N_opt = k · C^a (parameters)", "d_opt": "D_opt = k · C^b (tokens)",
+              "loss_opt": "L_opt = k · C^c (nats/token)"}
+#: fields of a section that are neither parameters nor details
+_NOT_DETAILS = {"available", "message", "degenerate", "degenerate_reasons", "warnings",
+                "extra", "_keys"}
 
 
-def _value_ci(d: Mapping[str, Any], name: str) -> tuple[Any, Any]:
-    """The value of ``d[name]`` and its interval ``d[name + "_ci"]``."""
-    return d.get(name), interval(d, name)
+def typed_analysis(analysis: Any) -> ScalingAnalysis | None:
+    """``analysis`` as a ScalingAnalysis: itself, or a ``scaling_laws.json`` object read into
+    one (None when it is none or cannot be read)."""
+    if isinstance(analysis, ScalingAnalysis):
+        return analysis
+    if isinstance(analysis, Mapping) and analysis:
+        try:
+            return ScalingAnalysis.from_json(dict(analysis))
+        except FlopsFitError:
+            return None
+    return None
 
 
-def laws_section(data: dict[str, Any]) -> str:
-    out = ['<h2 id="laws">Fitted scaling laws</h2>']
-    if data.get("method"):
-        out.append(f"<p>Predictions use the <b>{esc(data['method'])}</b> fit.</p>")
-    if data.get("method_note"):
-        out.append(f'<div class="warn">{esc(data["method_note"])}</div>')
-    par = data.get("parametric")
-    if isinstance(par, dict):
-        out.append("<h3>Approach 3: L(N, D) = E + A / N<sup>α</sup> + B / D<sup>β</sup> "
-                   "(loss in nats/token)</h3>")
-        if par.get("degenerate"):
-            reasons = par.get("degenerate_reasons") or []
-            out.append('<div class="bad"><b>Degenerate fit</b>: '
-                       + esc("; ".join(str(r) for r in reasons) or "flagged by the analysis")
-                       + ". Do not use its predictions without checking.</div>")
-        rows = []
-        for name in ("E", "A", "B", "alpha", "beta", "a", "b"):
-            if name not in par:
-                continue
-            value, ci = _value_ci(par, name)
-            se = par.get(f"{name}_se")
-            rows.append({"parameter": name, "value": value, "95% interval": ci,
-                         "standard error": se})
-        out.append(table(rows))
-        boot = par.get("bootstrap")
-        if isinstance(boot, dict):
-            level = par.get("ci_level") if is_num(par.get("ci_level")) else 0.95
-            out.append(f"<p>Intervals: {level:.0%} bootstrap "
-                       f"percentiles over {esc(fmt(boot.get('n_resamples')))} resamples "
-                       f"({esc(boot.get('resampling', ''))}).</p>")
-        elif par.get("available", True):
-            out.append("<p><em>No bootstrap: the values have no intervals.</em></p>")
-        extra = {k: v for k, v in par.items() if k not in
-                 ("E", "A", "B", "alpha", "beta", "a", "b", "degenerate", "degenerate_reasons",
-                  "bootstrap", "n_opt", "d_opt", "available")
-                 and not k.endswith(("_ci", "_se")) and not isinstance(v, list)}
-        if extra:
-            out.append("<details><summary>fit details</summary>" + kv_table(extra)
-                       + "</details>")
+def _interval(ci: Any) -> tuple[float, float] | None:
+    """A stored ``[lo, hi]`` with both ends finite, sorted; else None."""
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(
+            is_num(x) and math.isfinite(x) for x in ci):
+        return (min(ci), max(ci))
+    return None
+
+
+def _parameter_rows(sec: Section, pct: str) -> list[dict[str, Any]]:
+    """One row per fitted number of ``sec`` that carries an interval or a standard error."""
+    names = {f.name for f in fields(sec)}
+    rows = []
+    for f in fields(sec):
+        value = getattr(sec, f.name)
+        if f.name in _NOT_DETAILS or not is_num(value) or f.name.endswith(("_ci", "_se")):
+            continue
+        if f"{f.name}_ci" not in names and f"{f.name}_se" not in names:
+            continue
+        rows.append({"parameter": f.name, "value": value,
+                     f"{pct} interval": _interval(getattr(sec, f"{f.name}_ci", None)),
+                     "standard error": getattr(sec, f"{f.name}_se", None)})
+    return rows
+
+
+def _law_rows(sec: Section, pct: str) -> list[dict[str, Any]]:
+    """One row per power law ``y = k C^x`` of ``sec``."""
+    rows = []
+    for f in fields(sec):
+        law = getattr(sec, f.name)
+        if not isinstance(law, PowerLawRecord):
+            continue
+        rows.append({"law": LAW_LABELS.get(f.name, f.name), "coefficient k": law.coefficient,
+                     f"k {pct} interval": _interval(law.coefficient_ci),
+                     "exponent": law.exponent,
+                     f"exponent {pct} interval": _interval(law.exponent_ci)})
+    return rows
+
+
+def _details(sec: Section, shown: set[str]) -> dict[str, Any]:
+    """The section's other plain values (settings and diagnostics of the fit)."""
+    out = {}
+    for f in fields(sec):
+        value = getattr(sec, f.name)
+        if f.name in _NOT_DETAILS or f.name in shown or f.name.endswith(("_ci", "_se")) \
+                or isinstance(value, (Section, list, dict)) or value is None:
+            continue
+        out[f.name] = value
+    out.update({k: v for k, v in sec.extra.items() if not isinstance(v, (dict, list))})
+    return out
+
+
+def _budgets_table(budgets: list[BudgetMinimum], pct: str) -> str:
+    rows = [{
+        "compute budget (FLOPs)": b.compute_budget, "runs": b.n_runs,
+        "optimal N (parameters)": b.optimal_params,
+        f"N {pct} interval": _interval(b.optimal_params_ci),
+        "optimal D (tokens)": b.optimal_tokens, "loss at optimum": b.optimal_loss,
+        "interior": b.interior, "note": b.note or "",
+    } for b in budgets if isinstance(b, BudgetMinimum)]
+    if not rows:
+        return ""
+    drop = [c for c in rows[0] if all(r.get(c) in (None, "") for r in rows)]
+    return ("<h3>IsoFLOP minimum of each budget</h3>"
+            + table(rows, [c for c in rows[0] if c not in drop]))
+
+
+def approach_html(ap: Approach, sec: Section, default_level: float = 0.95) -> str:
+    """One approach's fitted section: its parameters and power laws with their intervals,
+    the bootstrap, a degenerate fit's reasons, its details and (IsoFLOP) its budgets."""
+    formula = FORMULAS.get(ap.name)
+    out = [f"<h3>{esc(ap.title)}" + (f": {formula}" if formula else "") + "</h3>"]
+    level = getattr(sec, "ci_level", None)
+    level = float(level) if is_num(level) else default_level
+    pct = f"{level:.0%}"
+    if getattr(sec, "degenerate", False):
+        reasons = getattr(sec, "degenerate_reasons", None) or []
+        out.append('<div class="bad"><b>Degenerate fit</b>: '
+                   + esc("; ".join(str(r) for r in reasons) or "flagged by the analysis")
+                   + ". Do not use its predictions without checking.</div>")
+    params, laws = _parameter_rows(sec, pct), _law_rows(sec, pct)
+    if params:
+        out.append(table(params))
+    if laws:
+        out.append(table(laws))
+    boot = getattr(sec, "bootstrap", None)
+    if isinstance(boot, Bootstrap):
+        out.append(f"<p>Intervals: {pct} bootstrap percentiles over "
+                   f"{esc(fmt(boot.n_resamples))} resamples ({esc(boot.resampling or '')}).</p>")
+    elif sec.available and (params or laws):
+        out.append("<p><em>No bootstrap: the values have no intervals.</em></p>")
+    if not sec.available:
+        out.append(f'<div class="warn">{esc(sec.message or "not available")}</div>')
+    elif not params and not laws:
+        out.append(f'<div class="warn">{esc(sec.message or "no law was fitted")}</div>')
+    details = _details(sec, {r["parameter"] for r in params})
+    if details and sec.available:
+        out.append("<details><summary>fit details</summary>" + kv_table(details)
+                   + "</details>")
+    budgets = getattr(sec, "budgets", None)
+    if isinstance(budgets, list):
+        out.append(_budgets_table(budgets, pct))
+    return "".join(out)
+
+
+def _approach1_html(a1: Approach1Section) -> str:
+    if not a1.to_dict():
+        return ""
+    out = ["<h3>Approach 1: envelope of the training curves</h3>"]
+    law = a1.n_opt
+    if a1.available and isinstance(law, PowerLawRecord):
+        out.append(table([{"law": LAW_LABELS["n_opt"], "coefficient k": law.coefficient,
+                           "exponent": law.exponent,
+                           "exponent 95% interval": _interval(law.exponent_ci),
+                           "curves": a1.n_curves}]))
+        if law.ci_note:
+            out.append(f"<p>{esc(law.ci_note)}</p>")
+        if a1.points:
+            out.append(f"<p>Points used: {esc(a1.points)}</p>")
     else:
-        out.append("<p><em>No parametric fit in the analysis.</em></p>")
-    if isinstance(par, dict) and par.get("available") is False:
-        out.append(f'<div class="warn">{esc(par.get("message") or "not available")}</div>')
-    iso = data.get("isoflop")
-    if isinstance(iso, dict) and iso.get("available") is False and not iso.get("budgets"):
-        out.append("<h3>Approach 2: IsoFLOP power laws</h3>"
-                   f'<div class="warn">{esc(iso.get("message") or "not available")}</div>')
-    elif isinstance(iso, dict) and iso:
-        out.append("<h3>Approach 2: IsoFLOP power laws in C (FLOPs)</h3>")
-        rows = []
-        labels = {"n_opt": "N_opt = k · C^a (parameters)", "d_opt": "D_opt = k · C^b (tokens)",
-                  "loss_opt": "L_opt = k · C^c (nats/token)"}
-        for key, label in labels.items():
-            law = iso.get(key)
-            if not isinstance(law, dict):
-                continue
-            k, k_ci = _value_ci(law, "coefficient")
-            a, a_ci = _value_ci(law, "exponent")
-            rows.append({"law": label, "coefficient k": k, "k 95% interval": k_ci,
-                         "exponent": a, "exponent 95% interval": a_ci})
-        if rows:
-            out.append(table(rows))
-        else:
-            msg = iso.get("message") or "no power law was fitted"
-            out.append(f'<div class="warn">{esc(msg)}</div>')
-        budgets = [b for b in iso.get("budgets") or [] if isinstance(b, dict)]
-        if budgets:
-            out.append("<h3>IsoFLOP minimum of each budget</h3>")
-            rows = []
-            for b in budgets:
-                rows.append({
-                    "compute budget (FLOPs)": b.get("compute_budget"),
-                    "runs": b.get("n_runs"),
-                    "optimal N (parameters)": b.get("optimal_params"),
-                    "N 95% interval": _value_ci(b, "optimal_params")[1],
-                    "optimal D (tokens)": b.get("optimal_tokens"),
-                    "loss at optimum": b.get("optimal_loss"),
-                    "interior": b.get("interior"),
-                    "note": b.get("note") or "",
-                })
-            drop = [c for c in rows[0] if all(r.get(c) in (None, "") for r in rows)]
-            out.append(table(rows, [c for c in rows[0] if c not in drop]))
-    elif "isoflop" in data or data:
-        out.append("<h3>Approach 2: IsoFLOP power laws</h3><p><em>Not available: the runs "
-                   "do not form an IsoFLOP grid (e.g. imported data).</em></p>")
-    a1 = data.get("approach1")
-    if isinstance(a1, dict) and a1:
-        out.append("<h3>Approach 1: envelope of the training curves</h3>")
-        law = a1.get("n_opt")
-        if a1.get("available") and isinstance(law, dict):
-            k, k_ci = _value_ci(law, "coefficient")
-            a, a_ci = _value_ci(law, "exponent")
-            out.append(table([{"law": "N_opt = k · C^a (parameters)", "coefficient k": k,
-                                "exponent": a, "exponent 95% interval": a_ci,
-                                "curves": a1.get("n_curves")}]))
-            if law.get("ci_note"):
-                out.append(f"<p>{esc(law['ci_note'])}</p>")
-            if a1.get("points"):
-                out.append(f"<p>Points used: {esc(a1['points'])}</p>")
-        else:
-            out.append(f"<p><em>{esc(a1.get('message') or 'not available')}</em></p>")
-    warns = [w for w in data.get("warnings") or [] if w != data.get("method_note")]
-    if isinstance(warns, list) and warns:
+        out.append(f"<p><em>{esc(a1.message or 'not available')}</em></p>")
+    return "".join(out)
+
+
+def laws_section(analysis: ScalingAnalysis | Mapping[str, Any] | None) -> str:
+    """The fitted laws: the method that predicts, each registry approach, Approach 1 and the
+    analysis's warnings."""
+    a = typed_analysis(analysis)
+    out = ['<h2 id="laws">Fitted scaling laws</h2>']
+    if a is None:
+        return out[0] + "<p><em>No fitted scaling laws.</em></p>"
+    if a.method:
+        out.append(f"<p>Predictions use the <b>{esc(a.method)}</b> fit.</p>")
+    if a.method_note:
+        out.append(f'<div class="warn">{esc(a.method_note)}</div>')
+    for name, ap in APPROACHES.items():
+        out.append(approach_html(ap, a.sections[name], a.ci_level))
+    out.append(_approach1_html(a.approach1))
+    warns = [w for w in a.warnings if w != a.method_note]
+    if warns:
         out.append("<h3>Warnings from the analysis</h3>")
         out += [f'<div class="warn">{esc(w)}</div>' for w in warns]
     return "".join(out)
 
 
-def prediction_section(obj: Any, data: dict[str, Any], budget: float | None,
-                extra: dict[str, Any]) -> tuple[str, list[str]]:
+def prediction_section(analysis: Any, data: Mapping[str, Any] | None, budget: float | None,
+                       extra: dict[str, Any]) -> tuple[str, list[str]]:
+    """The prediction at ``budget``: ``extra["prediction"]`` when given, else the analysis's
+    own (``data`` is only read for an older file's ``prediction`` object)."""
     notes: list[str] = []
-    pred = extra.get("prediction")
-    if pred is None and obj is not None and budget:
-        fn = getattr(obj, "predict_optimal_size", None) or getattr(obj, "predict", None)
+    pred: Any = extra.get("prediction")
+    if pred is None and analysis is not None and budget:
+        fn = getattr(analysis, "predict_optimal_size", None) or getattr(analysis, "predict",
+                                                                        None)
         if callable(fn):
             try:
                 pred = fn(budget)
             except Exception as exc:  # noqa: BLE001 - one section must not sink the page
                 notes.append(f"prediction at C = {budget:.3g} failed: {exc}")
-    if pred is None and isinstance(data.get("prediction"), dict):
+    if pred is None and isinstance(data, Mapping) and isinstance(data.get("prediction"),
+                                                                 Mapping):
         pred = data["prediction"]
-    if not isinstance(pred, Mapping):
+    if isinstance(pred, Mapping) and not isinstance(pred, Prediction):
+        shown = dict(pred)
+        pred = Prediction.from_dict({"target_compute": budget, **shown})
+    elif isinstance(pred, Prediction):
+        shown = dict(pred)
+    else:
         return "", notes
-    c = pred.get("target_compute", budget)
+    c = pred.target_compute
     out = [f'<h2 id="prediction">Prediction at C = {esc(sci(c))} FLOPs</h2><div class="kpi">']
     for key, label in (("optimal_params", "parameters N"), ("optimal_tokens", "tokens D"),
                        ("tokens_per_param", "tokens per parameter"),
                        ("expected_loss", "expected loss (nats/token)")):
-        if key in pred:
-            v = pred[key]
-            ci = pred.get(f"{key}_ci")
+        if key in shown:
+            ci = getattr(pred, f"{key}_ci")
             sub = f"<span>95%: {esc(fmt(ci))}</span>" if ci is not None else ""
-            out.append(f"<div><span>{esc(label)}</span><b>{esc(fmt(v))}</b>{sub}</div>")
+            out.append(f"<div><span>{esc(label)}</span><b>{esc(fmt(getattr(pred, key)))}</b>"
+                       f"{sub}</div>")
     out.append("</div>")
-    method = f" by the {pred['method']} fit" if pred.get("method") else ""
-    if pred.get("degenerate") or pred.get("warning"):
+    method = f" by the {pred.method} fit" if pred.method else ""
+    if pred.degenerate or pred.warning:
         out.append(f'<div class="bad"><b>Unreliable prediction{esc(method)}</b>: '
-                   f'{esc(pred.get("warning") or "the fit is degenerate")}.</div>')
+                   f'{esc(pred.warning or "the fit is degenerate")}.</div>')
     elif method:
         out.append(f"<p>Predicted{esc(method)}; intervals are bootstrap percentiles.</p>")
     out.append("<details><summary>all fields of the prediction</summary>"
-               + kv_table(dict(pred)) + "</details>")
+               + kv_table(shown) + "</details>")
     return "".join(out), notes
 
 
@@ -219,48 +300,47 @@ def compute_line(records: list[dict[str, Any]]) -> str:
             f"({spent / total:.2f}x{saved}).")
 
 
-def holdout_section(data: dict[str, Any]) -> str:
-    h = data.get("holdout")
+def holdout_section(analysis: ScalingAnalysis | Mapping[str, Any] | None) -> str:
+    """The analysis's holdout check (the largest budget predicted from the others)."""
+    a = typed_analysis(analysis)
+    h = a.holdout if a is not None else None
     if not isinstance(h, dict) or not h:
         return ""
     out = ['<h2 id="holdout">Holdout: the largest budget predicted from the others</h2>']
     if not h.get("available"):
         return out[0] + f'<p><em>{esc(h.get("message") or "skipped")}</em></p>'
-    flat = {k: v for k, v in h.items() if not isinstance(v, (dict, list))}
-    out.append(kv_table(flat))
-    for key in ("predicted", "actual", "relative_error", "within_ci"):
-        if isinstance(h.get(key), dict):
-            out.append(f"<h3>{esc(key.replace('_', ' '))}</h3>" + kv_table(h[key]))
+    out.append(kv_table({k: v for k, v in h.items() if not isinstance(v, (dict, list))}))
+    for key, value in h.items():  # predicted, actual, relative_error, within_ci
+        if isinstance(value, dict):
+            out.append(f"<h3>{esc(key.replace('_', ' '))}</h3>" + kv_table(value))
     return "".join(out)
 
 
 def validation_section(run_dir: Path) -> str:
+    """``analysis/validation.json`` (:func:`~flops_fit.rundir.records.read_validation`)."""
     path = Layout(run_dir).validation
     if not path.exists():
         return ""
     try:
-        val = read_json(path, "validation")
-    except Exception as exc:  # noqa: BLE001 - show the problem instead of failing
+        val = read_validation(path).to_dict()
+    except FlopsFitError as exc:  # show the problem instead of failing
         return f'<h2 id="validation">Validation</h2><div class="bad">{esc(exc)}</div>'
     out = ['<h2 id="validation">Validation</h2>']
-    if isinstance(val, dict):
-        flat = {k: v for k, v in val.items() if not isinstance(v, (dict, list))
-                or (isinstance(v, list) and len(v) == 2 and all(is_num(x) for x in v))}
-        out.append(kv_table(flat))
-        for k, v in val.items():
-            if k in flat:
-                continue
-            out.append(f"<h3>{esc(k)}</h3>")
-            if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-                out.append(table(v))
-            elif isinstance(v, dict):
-                out.append(kv_table(v))
-            else:
-                out.append(f"<pre>{esc(fmt(v))}</pre>")
-    elif isinstance(val, list) and all(isinstance(x, dict) for x in val):
-        out.append(table(val))
-    else:
-        out.append(f"<pre>{esc(json.dumps(val, indent=2, default=str))}</pre>")
+    flat = {k: v for k, v in val.items() if not isinstance(v, (dict, list))
+            or (isinstance(v, list) and len(v) == 2 and all(is_num(x) for x in v))}
+    out.append(kv_table(flat))
+    for k, v in val.items():
+        if k in flat or v in ([], {}):
+            continue
+        out.append(f"<h3>{esc(k.replace('_', ' '))}</h3>")
+        if isinstance(v, list) and all(isinstance(x, dict) for x in v):
+            out.append(table(v))
+        elif isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()):
+            out.append(table([{"method": m, **x} for m, x in v.items()]))
+        elif isinstance(v, dict):
+            out.append(kv_table(v))
+        else:
+            out.append(f"<pre>{esc(fmt(v))}</pre>")
     return "".join(out)
 
 

@@ -1,9 +1,11 @@
-"""Typed records of the run directory's per-run files: ``result.json`` and ``metrics.jsonl``.
+"""Typed records of the run directory's files: ``result.json``, ``metrics.jsonl``,
+``analysis/validation.json`` and ``tuning.json``.
 
-Each record has ``to_dict``/``from_dict`` (as :class:`~flops_fit.planning.planner.SweepPlan` does), so
-the trainer writes, and the analyzer, plots and report read, one schema. The JSON stays as it
-was: a record read from an older or imported file writes back the keys it was read with, and
-keys this schema does not know travel in ``extra``.
+Each record has ``to_dict``/``from_dict`` (as :class:`~flops_fit.planning.planner.SweepPlan`
+does), so the trainer writes, and the analyzer, plots and report read, one schema. The JSON
+stays as it was: a record read from an older or imported file writes back the keys it was read
+with, and keys this schema does not know travel in ``extra``. ``validation.json`` is read by
+:func:`read_validation` only.
 """
 
 from __future__ import annotations
@@ -227,14 +229,74 @@ class ValidationOutcome:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ValidationOutcome:
-        """From the parsed ``validation.json`` (keys it lacks are None)."""
+    def from_dict(cls, data: Any, where: str = "validation.json") -> ValidationOutcome:
+        """From the parsed ``validation.json`` (keys it lacks are None).
+
+        Read as untrusted data: a value of the wrong type is one :class:`FlopsFitError`
+        sentence naming ``where`` and the field.
+        """
+        def bad(what: str) -> FlopsFitError:
+            return FlopsFitError(f"{where} is not a usable validation record ({what}); run "
+                                 "`flops-fit validate` again, or remove the file.")
+
+        if not isinstance(data, dict):
+            raise bad("not a JSON object")
+        if not _finite(data.get("compute_budget")):
+            raise bad(f"compute_budget={data.get('compute_budget')!r} is not a positive number")
+        for key in _VALIDATION_NUMBERS:
+            if data.get(key) is not None and not _finite(data[key], positive=False):
+                raise bad(f"{key}={data[key]!r} is not a number")
+        for key in ("predicted_loss_ci", "prediction_interval"):
+            v = data.get(key)
+            if v is not None and not (isinstance(v, list) and len(v) == 2 and all(
+                    x is None or _finite(x, positive=False) for x in v)):
+                raise bad(f"{key}={v!r} is not an interval [lo, hi]")
+        for key in ("within_interval", "predicted_optimum_was_best"):
+            if data.get(key) is not None and not isinstance(data[key], bool):
+                raise bad(f"{key}={data[key]!r} is not true, false or null")
+        for key, kind in (("runs", list), ("achieved_losses", list), ("other_methods", dict)):
+            if data.get(key) is not None and not isinstance(data[key], kind):
+                raise bad(f"{key} is not a JSON {'list' if kind is list else 'object'}")
+        for i, run in enumerate(data.get("runs") or []):
+            if not isinstance(run, dict):
+                raise bad(f"runs[{i}] is not a JSON object")
         names = [f.name for f in fields(cls) if f.name != "extra"]
         values: dict[str, Any] = {k: data.get(k) for k in names}
         values["other_methods"] = values["other_methods"] or {}
         values["runs"] = values["runs"] or []
         values["achieved_losses"] = values["achieved_losses"] or []
         return cls(**values, extra={k: v for k, v in data.items() if k not in names})
+
+
+#: the fields of validation.json that are a number or null
+_VALIDATION_NUMBERS = (
+    "largest_sweep_budget", "predicted_params", "predicted_tokens", "predicted_loss",
+    "residual_sigma_log", "predicted_loss_at_run", "achieved_loss", "relative_error",
+    "best_loss",
+)
+
+
+def read_validation(path: str | Path) -> ValidationOutcome:
+    """``analysis/validation.json`` as its typed record (the one reader of that file; the
+    validate stage writes :meth:`ValidationOutcome.to_dict`).
+
+    A missing, corrupt or malformed file is one :class:`FlopsFitError` sentence naming it.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FlopsFitError(f"No validation record at {path}; run `flops-fit validate` "
+                            "first.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlopsFitError(f"Cannot read the validation record {path}: "
+                            f"{getattr(exc, 'strerror', None) or exc}.") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FlopsFitError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); run "
+                            "`flops-fit validate` again, or remove the file.") from None
+    return ValidationOutcome.from_dict(data, str(path))
 
 
 def _finite(value: Any, positive: bool = True) -> bool:

@@ -29,8 +29,7 @@ import numpy as np
 import torch.nn as nn
 from rich.console import Console
 
-from flops_fit import fitting
-from flops_fit.analysis.laws import residual_sigma
+from flops_fit.analysis.laws import parametric_surface, residual_sigma
 from flops_fit.analysis.scaling_analysis import ScalingAnalysis
 from flops_fit.config import ValidateConfig
 from flops_fit.errors import FlopsFitError
@@ -134,8 +133,7 @@ def outcome(analysis: ScalingAnalysis, records: list[dict[str, Any]], vplan: Swe
     p = analysis.parametric
     at_run = None
     if p.available:
-        at_run = float(fitting.parametric_loss(centre["num_params"], centre["num_tokens"],
-                                               *p.params))
+        at_run = float(parametric_surface(p, centre["num_params"], centre["num_tokens"]))
     best_size = min(mean, key=mean.get) if mean else None
     best_loss = None if best_size is None else mean[best_size]
     rel = None if achieved is None else (achieved - pred.expected_loss) / achieved
@@ -217,7 +215,7 @@ def validate_stage(run_dir: Path, model_cls: type[nn.Module], sizes: list[int] |
                 lr_rule=lr_rule)
     vrecords = read_json(Layout(vdir).results, "validation results")
     out = outcome(result.analysis, records, vplan, vrecords, budget).to_dict()
-    atomic_write_json(lay.validation, out)
+    atomic_write_json(lay.validation, out)  # read back by rundir.records.read_validation
     console.print(describe(out), soft_wrap=True)
     return out
 

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from flops_fit.plots.visualizer import ScalingVisualizer
 from flops_fit.report.page import write_report
+from flops_fit.rundir.records import ValidationOutcome
 
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
 BUDGETS = [1e17, 3e17, 1e18, 3e18, 1e19]
@@ -96,7 +97,8 @@ def make_imported_run_dir(run_dir: Path, seed: int = 1) -> Path:
 
 def analyze(run_dir: Path) -> Path:
     """Fit with the real analyzer; returns the path of scaling_laws.json."""
-    analyzer = pytest.importorskip("flops_fit.analysis.analyzer", reason="analyzer.py not written yet")
+    from flops_fit.analysis import analyzer
+
     cfg = analyzer.AnalysisConfig(bootstrap=60)
     analyzer.ScalingLawAnalyzer(run_dir / "results.json", run_dir / "analysis", cfg).analyze()
     return run_dir / "analysis" / "scaling_laws.json"
@@ -231,13 +233,25 @@ def test_degenerate_and_partial_analyses_do_not_raise(grid_dir, tmp_path):
     figures = {f.get_label(): f for f in vis.plot_all(save=False)}
     assert set(figures) == GRID_PLOTS
     assert "degenerate" in figures["scaling_laws"]._suptitle.get_text()
-    # an analysis with only the required minimum
-    minimal = {"parametric": {k: data["parametric"][k] for k in ("E", "A", "B", "alpha", "beta")},
-               "isoflop": {"n_opt": {"coefficient": 0.6, "exponent": 0.45},
+    # without a bootstrap no band is drawn, and the legend says so
+    labels = [t.get_text() for t in figures["scaling_laws"].axes[0].get_legend().get_texts()]
+    assert any("Approach 2" in t and "no bootstrap: no band" in t for t in labels), labels
+    assert not any("band, Approach 2" in t for t in labels), labels
+    # an analysis with only what ScalingAnalysis.from_json requires
+    minimal = {"method": "parametric",
+               "parametric": {"available": True, **{k: data["parametric"][k]
+                                                    for k in ("E", "A", "B", "alpha", "beta")}},
+               "isoflop": {"available": True, "n_opt": {"coefficient": 0.6, "exponent": 0.45},
                            "d_opt": {"coefficient": 0.27, "exponent": 0.55}, "budgets": []}}
     path.write_text(json.dumps(minimal))
     vis = ScalingVisualizer(grid_dir / "results.json", path, tmp_path / "plots")
     assert {f.get_label() for f in vis.plot_all(save=False)} == GRID_PLOTS
+    # one that is not an analysis: the data are drawn, with a note
+    path.write_text(json.dumps({"parametric": {}}))
+    vis = ScalingVisualizer(grid_dir / "results.json", path, tmp_path / "plots")
+    names = {f.get_label() for f in vis.plot_all(save=False)}
+    assert "parametric" not in names and "isoflops" in names
+    assert any("no usable fit" in n for n in vis.notes), vis.notes
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,11 +265,17 @@ _EXTERNAL = re.compile(r"""(?:src|href|action|poster|data)\s*=\s*["']?\s*(?:http
 @pytest.fixture(scope="module")
 def report(grid_dir, grid_plots) -> Path:
     vis, figures, _ = grid_plots
-    (grid_dir / "analysis" / "validation.json").write_text(json.dumps({
-        "compute_budget": 1e20, "predicted_loss": 2.61, "achieved_loss": 2.63,
-        "relative_error": 0.0077, "within_ci": True, "predicted_params_ci": [5e8, 7e8],
-        "runs": [{"run_id": "val-0", "num_params": 6e8, "final_loss": 2.63}],
-    }))
+    # validation.json as the validate stage writes it: a ValidationOutcome's to_dict
+    (grid_dir / "analysis" / "validation.json").write_text(json.dumps(ValidationOutcome(
+        compute_budget=1e20, largest_sweep_budget=1e19, method="isoflop",
+        predicted_params=6.1e8, predicted_tokens=2.7e10, predicted_loss=2.61,
+        predicted_loss_ci=[2.6, 2.62], prediction_interval=[2.58, 2.64],
+        residual_sigma_log=0.004, predicted_loss_at_run=2.612, achieved_loss=2.63,
+        relative_error=0.0077, within_interval=True, predicted_optimum_was_best=True,
+        best_loss=2.63, runs=[{"run_id": "val-0", "size_value": 64, "num_params": 6e8,
+                               "num_tokens": 2.7e10, "repeat": 0, "status": "completed",
+                               "final_loss": 2.63, "predicted_optimum": True}],
+        achieved_losses=[2.63]).to_dict()))
     hydra = grid_dir / ".hydra" / "analyze"
     hydra.mkdir(parents=True)
     (hydra / "config.yaml").write_text("run_dir: /x\nanalysis:\n  bootstrap: 60  # <b>\n")
@@ -364,3 +384,61 @@ def test_fmt_helpers():
     assert fmt_sci(3e12) == r"$3\times10^{12}$" and fmt_sci(1e21) == r"$10^{21}$"
     assert interval({"a_ci": [2, 1]}, "a") == (1.0, 2.0)
     assert interval({"a": {"value": 1, "ci": [0, None]}}, "a") is None
+
+
+# --------------------------------------------------------------------------------------------
+# the laws drawn are the registry's evaluations
+# --------------------------------------------------------------------------------------------
+
+
+def test_n_opt_curve_is_the_analysis_prediction(grid_dir):
+    """The N_opt line of the predicting approach is ScalingAnalysis.predict_optimal_size's
+    value at every C it is drawn at: the law is evaluated in one place."""
+    from flops_fit.analysis.scaling_analysis import ScalingAnalysis
+    from flops_fit.plots.style import approach_style
+
+    path = grid_dir / "analysis" / "scaling_laws.json"
+    analysis = ScalingAnalysis.from_json(path)
+    vis = ScalingVisualizer(grid_dir / "results.json", path, grid_dir / "plots-n")
+    fig = vis.plot_scaling_laws()
+    for method in ("isoflop", "parametric"):
+        label = approach_style(method).label
+        line = next(ln for ln in fig.axes[0].get_lines()
+                    if ln.get_label().startswith(label))
+        x, y = line.get_xdata(), line.get_ydata()
+        for i in (0, len(x) // 2, len(x) - 1):
+            want = analysis.predict_optimal_size(float(x[i]), method=method)
+            assert y[i] == pytest.approx(want.optimal_params, rel=1e-12), (method, x[i])
+
+
+def test_a_new_approach_is_drawn_without_editing_the_figures(grid_dir, tmp_path, monkeypatch):
+    """An approach registered in APPROACHES (here a copy of isoflop under a new name) is drawn
+    in scaling_laws and tokens_per_param, in a style of its own, with its band."""
+    from dataclasses import replace
+
+    from flops_fit.analysis import approaches
+    from flops_fit.plots.style import APPROACH_STYLES, approach_style
+
+    copy = replace(approaches.APPROACHES["isoflop"], name="isoflop_copy",
+                   title="Approach X (a copy)")
+    monkeypatch.setitem(approaches.APPROACHES, "isoflop_copy", copy)
+    data = json.loads((grid_dir / "analysis" / "scaling_laws.json").read_text())
+    data["isoflop_copy"] = data["isoflop"]
+    path = tmp_path / "scaling_laws.json"
+    path.write_text(json.dumps(data))
+    vis = ScalingVisualizer(grid_dir / "results.json", path, tmp_path / "plots")
+    assert "isoflop_copy" not in APPROACH_STYLES
+    style = approach_style("isoflop_copy", copy.title)
+    assert style.label == "Approach X (a copy)"
+    assert style.color not in {s.color for s in APPROACH_STYLES.values()}
+    fig = vis.plot_scaling_laws()
+    for ax in fig.axes[:3]:
+        lines = [ln for ln in ax.get_lines() if ln.get_label().startswith(style.label)]
+        assert len(lines) == 1 and lines[0].get_color() == style.color
+        iso = next(ln for ln in ax.get_lines()
+                   if ln.get_label().startswith(approach_style("isoflop").label))
+        np.testing.assert_array_equal(lines[0].get_ydata(), iso.get_ydata())
+        bands = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert f"95% band, {style.label}" in bands
+    tpp = vis.plot_tokens_per_param()
+    assert any(ln.get_label().startswith(style.label) for ln in tpp.axes[0].get_lines())

@@ -104,3 +104,45 @@ def test_outcome_averages_the_seeds_and_compares_sizes_like_for_like(plan, tmp_p
     lo, hi = o.prediction_interval
     assert hi - lo < single.prediction_interval[1] - single.prediction_interval[0]
     assert o.residual_sigma_log == single.residual_sigma_log
+
+
+def test_validation_json_has_one_writer_and_one_reader(plan, tmp_path):
+    """validate writes validation.json as ValidationOutcome.to_dict (its keys, in order);
+    read_validation gives the same record back, and a malformed file is one FlopsFitError
+    sentence naming the file and the field."""
+    import json
+
+    from flops_fit.analysis.analyzer import AnalysisConfig, ScalingLawAnalyzer
+    from flops_fit.errors import FlopsFitError
+    from flops_fit.rundir.io import atomic_write_json
+    from flops_fit.rundir.records import read_validation
+    from flops_fit.stages.validate import describe, outcome
+    from helpers.run import synthetic_records
+
+    records = synthetic_records()
+    (tmp_path / "results.json").write_text(json.dumps(records))
+    analysis = ScalingLawAnalyzer(tmp_path / "results.json", tmp_path / "analysis",
+                                  AnalysisConfig(bootstrap=20)).analyze()
+    v = plan_validation(plan, GPT, SIZES, {"optimal_params": 1e6}, 1.2e13)
+    got = outcome(analysis, records, v, [{"run_id": r.run_id, "status": "completed",
+                                          "final_loss": 1.3 + 0.01 * i}
+                                         for i, r in enumerate(v.runs)], 1.2e13)
+    path = tmp_path / "analysis" / "validation.json"
+    atomic_write_json(path, got.to_dict())  # as validate_stage writes it
+    stored = json.loads(path.read_text())
+    assert list(stored)[:6] == ["compute_budget", "largest_sweep_budget", "method",
+                                "predicted_params", "predicted_tokens", "predicted_loss"]
+    assert {"prediction_interval", "within_interval", "runs", "other_methods"} <= set(stored)
+    back = read_validation(path)
+    assert back.to_dict() == stored
+    assert describe(back.to_dict()) == describe(stored)
+    for field, value in (("compute_budget", "big"), ("achieved_loss", "x"),
+                         ("prediction_interval", [1.0]), ("runs", {"a": 1}),
+                         ("within_interval", "yes")):
+        path.write_text(json.dumps({**stored, field: value}))
+        with pytest.raises(FlopsFitError, match=f"{path}.*{field}") as err:
+            read_validation(path)
+        assert str(err.value).count(". ") == 0 and str(err.value).endswith(".")
+    path.write_text("[1, 2]")
+    with pytest.raises(FlopsFitError, match="not a JSON object"):
+        read_validation(path)
