@@ -380,6 +380,33 @@ def check_sizes(
                      complete)
 
 
+def smaller_buildable(
+    model_cls: type[nn.Module], size_param: str, model_kwargs: dict[str, Any], smallest: int,
+    example_input: torch.Tensor | None,
+) -> tuple[int, int] | None:
+    """The largest size below ``smallest`` that builds, counts on meta and has fewer
+    parameters, with its N (None: ``smallest`` is the smallest buildable size). Tries the 64
+    values just below it, then halvings down to 1."""
+    n0 = None
+    tries = set(range(max(1, smallest - 64), smallest))
+    x = smallest
+    while x > 1:
+        x //= 2
+        tries.add(max(1, x))
+    for s in sorted(tries, reverse=True):
+        kwargs = {**model_kwargs, size_param: s}
+        try:
+            n, _ = count_params(model_cls, kwargs)
+            if n0 is None:
+                n0 = count_params(model_cls, {**model_kwargs, size_param: smallest})[0]
+        except Exception:
+            continue
+        if n < n0 and not count_model(model_cls, kwargs, example_input).flops_method \
+                .startswith(_COUNTER_FAILED):
+            return s, n
+    return None
+
+
 def _exc_text(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -494,6 +521,21 @@ def plan_sweep(
                                    context)
         return specs[i, c]
 
+    smaller: list[tuple[int, int] | None] = []
+
+    def smaller_advice() -> str:
+        """Lower size_min only when a smaller size builds; else the budgets or the knob."""
+        if not smaller:
+            smaller.append(smaller_buildable(model_cls, size_param, model_kwargs, valid[0],
+                                             example_input))
+        if smaller[0] is not None:
+            s_, n_ = smaller[0]
+            return (f"lower model.size_min ({size_param}={s_} builds, N={n_:,}) or raise the "
+                    "budget.")
+        return (f"{size_param}={valid[0]} is already the smallest size the model builds, so "
+                "raise the budgets (budgets.values) or size the model by a finer knob whose "
+                "smallest model is smaller.")
+
     for c, n_star in zip(budgets, n_stars):
         # sizes whose run would be shorter than min_steps are not candidates (steps fall as N
         # grows, so this caps the size); choose again until every chosen run is long enough
@@ -514,7 +556,7 @@ def plan_sweep(
         if n_star < n_total[0] / span:
             notes.append(
                 f"Budget {c:.2e}: the expected optimum (N≈{n_star:,.0f}) is below the smallest "
-                f"model (N={n_total[0]:,}); lower size_min or raise the budget."
+                f"model ({size_param}={valid[0]}, N={n_total[0]:,}); {smaller_advice()}"
             )
         if 0 < len(idx) < 3:
             notes.append(
