@@ -4,7 +4,8 @@ A prediction's N is a real number; a user launches a config. :func:`nearest_mode
 value of the plan's size parameter whose model (``plan.json``'s class and kwargs, counted on the
 meta device) has the parameter count nearest to N in log, over the size grid of the plan
 (multiples of the planned sizes' common step). :func:`prediction_notes` says when the budget
-lies far outside the sweep, or when D would repeat the training data (with the epochs).
+lies outside the sweep, graded by how far (:func:`extrapolation`), or when D would repeat the
+training data (with the epochs).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from flops_fit.planning.flops import count_params
 from flops_fit.rundir.io import read_json
 from flops_fit.rundir.layout import Layout
 
-#: budgets beyond this multiple of the sweep's largest are called far outside it
-FAR_MULTIPLE = 100.0
+#: a budget up to this multiple of the sweep's largest gets no remark; beyond it, a note
+NOTE_MULTIPLE = 4.0
+#: from this multiple on, a warning (the default prediction, at 100x, is one)
+WARN_MULTIPLE = 30.0
 
 
 def _plan_model(run_dir: Path) -> tuple[dict[str, Any], list[int]] | None:
@@ -104,14 +107,40 @@ def train_tokens(run_dir: str | Path) -> float | None:
     return None
 
 
+def extrapolation(c: float, budgets: list[float]) -> dict[str, Any]:
+    """How far ``c`` lies beyond the sweep's largest budget: ``{"ratio", "level", "text"}``.
+
+    ``level`` is ``none`` up to :data:`NOTE_MULTIPLE` x, ``note`` beyond it and ``warning``
+    from :data:`WARN_MULTIPLE` x on; ``text`` is the sentence ('' for none).
+    """
+    if not budgets or not (c > 0 and math.isfinite(c)):
+        return {"ratio": None, "level": "none", "text": ""}
+    top = max(budgets)
+    ratio = c / top
+    shown = f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.1f}"
+    if ratio >= WARN_MULTIPLE * (1 - 1e-9):
+        return {"ratio": ratio, "level": "warning",
+                "text": f"C={c:.3g} is {shown}x the sweep's largest budget ({top:.3g}); the law is "
+                        f"extrapolated far beyond its runs (from {WARN_MULTIPLE:.0f}x on), so "
+                        "check it with `flops-fit validate` or add larger budgets before relying "
+                        "on it."}
+    if ratio > NOTE_MULTIPLE * (1 + 1e-9):
+        return {"ratio": ratio, "level": "note",
+                "text": f"C={c:.3g} is {shown}x the sweep's largest budget ({top:.3g}); the law "
+                        "is extrapolated beyond its runs."}
+    return {"ratio": ratio, "level": "none", "text": ""}
+
+
 def prediction_notes(p: Prediction, budgets: list[float], unique_tokens: float | None
                      ) -> list[str]:
-    """Sentences for a budget far outside the sweep and for D beyond the unique tokens."""
+    """Sentences for a budget beyond the sweep (:func:`extrapolation`: a note past
+    :data:`NOTE_MULTIPLE` x, a warning from :data:`WARN_MULTIPLE` x), below it, and for D
+    beyond the unique tokens."""
     notes = []
     c = p.target_compute
-    if budgets and c > FAR_MULTIPLE * max(budgets) * (1 + 1e-6):  # the table's 100x is not
-        notes.append(f"C={c:.3g} is {c / max(budgets):.0f}x the sweep's largest budget "
-                     f"({max(budgets):.3g}); the law is extrapolated far beyond its runs.")
+    far = extrapolation(c, budgets)
+    if far["text"]:
+        notes.append(far["text"])
     if budgets and c < min(budgets) * (1 - 1e-6):
         notes.append(f"C={c:.3g} is below the sweep's smallest budget ({min(budgets):.3g}); "
                      "runs that short were not part of the fit.")
@@ -132,7 +161,15 @@ def in_user_terms(p: Prediction, run_dir: str | Path, budgets: list[float],
     except FlopsFitError:
         model, unique = None, None
     notes = prediction_notes(p, budgets, unique)
-    return replace(p, extra={**p.extra, "model": model, "notes": notes})
+    far = extrapolation(p.target_compute, budgets)
+    return replace(p, extra={**p.extra, "model": model, "notes": notes, "extrapolation": far})
+
+
+def note_level(p: Prediction, note: str) -> str:
+    """``note`` or ``warning``: how a note of ``p["notes"]`` is shown (only the extrapolation
+    note below :data:`WARN_MULTIPLE` x is a mere note)."""
+    far = p.get("extrapolation") or {}
+    return "note" if far.get("level") == "note" and far.get("text") == note else "warning"
 
 
 def describe(p: Prediction) -> list[str]:
@@ -143,7 +180,7 @@ def describe(p: Prediction) -> list[str]:
         kw = ", ".join(f"{k}={v}" for k, v in m["kwargs"].items())
         lines.append(f"  nearest model: {m['size_param']}={m['size_value']} "
                      f"(N={m['num_params']:,}; {m['model']}({kw}))")
-    lines += [f"  warning: {n}" for n in p.get("notes") or []]
+    lines += [f"  {note_level(p, n)}: {n}" for n in p.get("notes") or []]
     return lines
 
 
@@ -159,4 +196,6 @@ def print_models(console: Console, run_dir: Path, predictions: list[Prediction],
         console.print(escape(f"C={p.target_compute:.3g}: nearest model {name}"),
                       highlight=False)
         for n in q.get("notes") or []:
-            console.print(f"  [yellow]warning:[/] {escape(n)}", highlight=False)
+            level = note_level(q, n)
+            console.print(f"  {'[yellow]warning:[/]' if level == 'warning' else 'note:'} "
+                          f"{escape(n)}", highlight=False)

@@ -225,8 +225,11 @@ def test_prediction_gives_the_nearest_buildable_model_and_warns(tmp_path):
     notes = prediction_notes(p, [1e12, 4e12], unique_tokens=1.45e7)
     assert any("250x the sweep's largest" in n for n in notes)
     assert any("17.9 epochs" in n for n in notes)
-    assert prediction_notes(dataclasses.replace(p, target_compute=4e14, optimal_tokens=1e6),
-                            [1e12, 4e12], 1.45e7) == []  # 100x exactly, and 1e12 itself:
+    hundred = prediction_notes(dataclasses.replace(p, target_compute=4e14, optimal_tokens=1e6),
+                               [1e12, 4e12], 1.45e7)  # the default prediction, at 100x, warns
+    assert len(hundred) == 1 and "100x" in hundred[0] and "far beyond" in hundred[0]
+    assert prediction_notes(dataclasses.replace(p, target_compute=1.6e13, optimal_tokens=1e6),
+                            [1e12, 4e12], 1.45e7) == []  # 4x exactly, and 1e12 itself:
     assert prediction_notes(dataclasses.replace(p, target_compute=1e12 * (1 - 1e-12),
                                                 optimal_tokens=1e6), [1e12, 4e12], None) == []
 
