@@ -8,7 +8,11 @@ this file: it turns the composed config into plain :class:`~flops_fit.stages.pip
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import errno
 import os
+import re
 import signal
 import sys
 import warnings
@@ -25,7 +29,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from flops_fit.config import Settings, settings_from_mapping
-from flops_fit.errors import FlopsFitError, Terminated
+from flops_fit.config.datasets import DATASET_CLASSES
+from flops_fit.errors import (
+    EnvironmentFailure,
+    FlopsFitError,
+    Terminated,
+    TrainingFailedError,
+)
 from flops_fit.planning.plans import check_run_dir
 from flops_fit.stages import pipeline as stages
 from flops_fit.training.interrupts import on_sigterm
@@ -57,9 +67,66 @@ def settings_from_cfg(cfg: DictConfig) -> Settings:
     try:
         c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:
-        raise FlopsFitError(f"The config is incomplete: {exc.msg}; set it on the command line.") \
-            from exc
-    return settings_from_mapping(c)
+        raise FlopsFitError(_config_problem(exc)) from exc
+    return stages.check_settings(settings_from_mapping(c))
+
+
+def _config_problem(exc: OmegaConfBaseException) -> str:
+    """An OmegaConf failure (a ``???`` left unset, an unset environment variable) in one
+    sentence that names the key to set."""
+    text = " ".join(str(getattr(exc, "msg", None) or exc).split())
+    missing = re.search(r"Missing mandatory value: ([\w.]+)", text)
+    if missing:
+        key = missing.group(1)
+        return f"{key} has no value; set it on the command line, e.g. {key}=<value>."
+    env = re.search(r"Environment variable '([^']+)' not found", text)
+    if env:
+        return (f"The environment variable {env.group(1)} that the config reads is not set; "
+                "set it, or give the value on the command line.")
+    where = getattr(exc, "full_key", None)
+    return (f"The config cannot be resolved{f' at {where}' if where else ''} "
+            f"({text.split(' full_key:')[0]}); fix that value on the command line.")
+
+
+def _group_keys() -> dict[str, set[str]]:
+    """The keys of each config group (dataset: those of every dataset kind)."""
+    keys = {name: {f.name for f in dataclasses.fields(cls)}
+            for name, cls in Settings.GROUPS.items() if name != "dataset"}
+    keys["dataset"] = {f.name for cls in DATASET_CLASSES.values()
+                       for f in dataclasses.fields(cls)}
+    return keys
+
+
+def _precheck_keys(args: list[str]) -> None:
+    """``group.key=value`` with a key the group does not have: one sentence with the nearest
+    key (Hydra's own message is several lines and exits 1)."""
+    groups = _group_keys()
+    for arg in args:
+        if arg.startswith(("-", "+", "~")) or "=" not in arg:
+            continue
+        path = arg.split("=", 1)[0].split(".")
+        if len(path) < 2 or path[0] not in groups:
+            continue
+        group, key = path[0], path[1]
+        if key in groups[group]:
+            continue
+        near = difflib.get_close_matches(key, sorted(groups[group]), n=1, cutoff=0.5)
+        if not near:
+            near = [k for k in sorted(groups[group]) if k.startswith(key) or key in k][:1]
+        hint = f"did you mean '{near[0]}'?" if near else \
+            f"its keys are {', '.join(sorted(groups[group]))}."
+        raise FlopsFitError(f"{group} has no key '{key}'; {hint}")
+
+
+def _resolve_run_dir(value: str) -> str:
+    """``run_dir``'s value with ``${oc.env:...}`` resolved; one sentence when it cannot be."""
+    if "${" not in value or "oc.env" not in value:
+        return value
+    try:
+        return str(OmegaConf.to_container(OmegaConf.create({"run_dir": value}),
+                                          resolve=True)["run_dir"])
+    except OmegaConfBaseException as exc:
+        raise FlopsFitError("run_dir: " + _config_problem(exc)) from None
 
 
 def _report(exc: BaseException) -> None:
@@ -83,20 +150,83 @@ def _in_multirun() -> bool:
         return False
 
 
-def _guard(fn: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
-    """Run a stage; bad input ends in one sentence and a non-zero exit, not a traceback."""
+_RECORD_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+#: OSErrors of the machine (exit 6): disk full, quota, permission, read-only file system
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _write_record(cfg: DictConfig, command: str) -> Callable[[], None]:
+    """Write Hydra's record of this command (``.hydra/<command>/`` in the job's output folder,
+    as Hydra would) and return the function that takes it back: a refused command leaves the
+    run directory as it found it (the record it replaced restored, new folders removed)."""
+    try:
+        hydra_cfg = HydraConfig.instance().cfg
+        out = Path(hydra_cfg.hydra.runtime.output_dir) / ".hydra" / command
+    except (ValueError, AttributeError):  # no Hydra config: called from Python
+        return lambda: None
+    old = {n: (out / n).read_bytes() for n in _RECORD_FILES if (out / n).is_file()}
+    created = [d for d in (out.parent, out) if not d.exists()]
+    record = OmegaConf.create(OmegaConf.to_container(hydra_cfg))
+    record.hydra.output_subdir = f".hydra/{command}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, node in zip(_RECORD_FILES, (cfg, record, hydra_cfg.hydra.overrides.task),
+                              strict=True):
+            (out / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+    except OSError:
+        pass  # the stage's own first write says what is wrong with the folder
+
+    def undo() -> None:
+        for name in _RECORD_FILES:
+            try:
+                if name in old:
+                    (out / name).write_bytes(old[name])
+                else:
+                    (out / name).unlink(missing_ok=True)
+            except OSError:
+                pass
+        for d in reversed(created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+    return undo
+
+
+def _guard(fn: Callable[[DictConfig], None], command: str = "") -> Callable[[DictConfig], None]:
+    """Run a stage; bad input ends in one sentence and a non-zero exit, not a traceback.
+
+    Hydra's record of the command is written here, and taken back when the command is refused.
+    """
 
     def wrapped(cfg: DictConfig) -> None:
+        undo = _write_record(cfg, command) if command else (lambda: None)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            return fn(cfg)
+            try:
+                return fn(cfg)
+            except FlopsFitError as exc:
+                if not isinstance(exc, TrainingFailedError):
+                    undo()
+                raise
         try:
             fn(cfg)
         except FlopsFitError as exc:
+            if not isinstance(exc, TrainingFailedError):  # runs were trained: keep the record
+                undo()
             _report(exc)  # in a launcher job: its log
             if _in_multirun():
                 num = HydraConfig.get().job.get("num", "?")
                 raise JobFailed(f"flops-fit: job #{num} failed: {exc}") from None
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a write the stage did not wrap: the machine, not the input
+            if exc.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            undo()
+            _report(EnvironmentFailure(f"Cannot write {exc.filename or 'a file'}: "
+                                       f"{exc.strerror or exc}; free disk space or fix the "
+                                       "permissions, then run the same command again."))
+            sys.exit(EnvironmentFailure.exit_code)
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (SLURM, containers) below
             _report(RuntimeError("interrupted; run the same command again to resume."))
             sys.exit(143 if isinstance(exc, Terminated) else 130)
@@ -129,7 +259,7 @@ _STAGE_FNS = {
 def _app(command: str) -> Callable[[], None]:
     """The Hydra app of one command (its primary config is conf/<command>.yaml)."""
     return hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=command)(
-        _guard(_STAGE_FNS[command])
+        _guard(_STAGE_FNS[command], command)
     )
 
 
@@ -152,11 +282,34 @@ def _precheck_run_dir(args: list[str]) -> None:
 
     Nothing is created here: Hydra has not accepted the other overrides yet.
     """
+    _precheck_keys(args)
     for arg in args:
         if arg.startswith("run_dir="):
-            value = arg.split("=", 1)[1].strip("'\"")
+            value = _resolve_run_dir(arg.split("=", 1)[1].strip("'\""))
             if "," not in value and "$" not in value:
                 check_run_dir(Path(value), create=False)
+
+
+def _missing_run_dirs(args: list[str]) -> list[Path]:
+    """The folders a ``run_dir=`` argument names that do not exist yet (deepest last)."""
+    for arg in args:
+        if arg.startswith("run_dir=") and "," not in arg and "$" not in arg:
+            path = Path(arg.split("=", 1)[1].strip("'\"")).expanduser().absolute()
+            out = []
+            while not path.exists() and path != path.parent:
+                out.insert(0, path)
+                path = path.parent
+            return out
+    return []
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where they are empty: nothing of theirs is lost."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
@@ -187,8 +340,13 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [f"flops-fit {command}", *rest]
     signal.signal(signal.SIGTERM, on_sigterm)
     warnings.showwarning = _one_line_warning
+    new_dirs = _missing_run_dirs(rest)
     try:
         _app(command)()
+    except SystemExit as exc:
+        if exc.code not in (0, None):  # refused: the folders Hydra made for it go again
+            _remove_empty(new_dirs)
+        raise
     except ValueError as exc:  # Hydra's own flag checks (e.g. -m with --cfg) raise it bare
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -31,5 +31,13 @@ class TrainingFailedError(FlopsFitError):
     exit_code = 4
 
 
+class EnvironmentFailure(FlopsFitError):
+    """The machine, not the input: a write or read failed (disk full ENOSPC, permission
+    EACCES/EPERM, read-only file system EROFS). Exit 6, so cron and schedulers can retry
+    elsewhere instead of fixing the command."""
+
+    exit_code = 6
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM: stop like Ctrl-C (checkpoint, say how to resume), exit 143."""

@@ -7,6 +7,7 @@ the validation outcome when ``flops-fit validate`` has run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from flops_fit.analysis.laws import Prediction
 from flops_fit.analysis.realise import in_user_terms
 from flops_fit.analysis.scaling_analysis import ScalingAnalysis
 from flops_fit.errors import FlopsFitError
-from flops_fit.rundir.io import read_json
+from flops_fit.rundir.io import read_results
 from flops_fit.rundir.layout import (
     ANALYSIS_DIR,
     LAWS_FILE,
@@ -25,7 +26,7 @@ from flops_fit.rundir.layout import (
     RESULTS_FILE,
     VALIDATION_FILE,
 )
-from flops_fit.rundir.records import ValidationOutcome, read_validation
+from flops_fit.rundir.records import ValidationOutcome, beyond_limits, read_validation
 
 __all__ = ["Result", "RESULTS_FILE", "ANALYSIS_FILE"]
 
@@ -58,17 +59,16 @@ class Result:
                 f"{run_dir} has no {ANALYSIS_FILE}; run "
                 f"`flops-fit analyze run_dir={run_dir}` first."
             )
-        analysis = ScalingAnalysis.from_json(read_json(path, "scaling-law analysis"))
+        analysis = ScalingAnalysis.from_json(path)  # checked: one sentence naming the field
         validation = None
         if (run_dir / _VALIDATION).exists():
             validation = read_validation(run_dir / _VALIDATION)
         budgets: list[float] = []
         if (run_dir / RESULTS_FILE).exists():
-            records = read_json(run_dir / RESULTS_FILE, "results")
-            if isinstance(records, list):
-                budgets = sorted({float(r["compute_budget"]) for r in records
-                                  if isinstance(r, dict) and r.get("compute_budget")
-                                  and r.get("status") == "completed"})
+            records = read_results(run_dir / RESULTS_FILE)
+            budgets = sorted({float(r["compute_budget"]) for r in records
+                              if _finite_positive(r.get("compute_budget"))
+                              and r.get("status") == "completed" and not beyond_limits(r)})
         return cls(analysis, run_dir, budgets, validation)
 
     @property
@@ -80,7 +80,7 @@ class Result:
     def runs(self) -> pd.DataFrame:
         """Every run record of ``results.json``, one row per run."""
         path = Path(self.output_dir) / RESULTS_FILE
-        return pd.DataFrame(read_json(path, "results"))
+        return pd.DataFrame(read_results(path))
 
     def chinchilla_table(self, compute_budgets: list[float] | None = None) -> str:
         """Markdown table of the compute-optimal N, D, D/N and loss per budget."""
@@ -143,3 +143,8 @@ class Result:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _finite_positive(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)

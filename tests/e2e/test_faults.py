@@ -129,7 +129,7 @@ def test_read_only_run_dir_is_one_sentence(tmp_path, command):
         for p in [run_dir, *run_dir.rglob("*")]:
             p.chmod(p.stat().st_mode | 0o200)
     text = out.stdout + out.stderr
-    assert out.returncode == 2, text
+    assert out.returncode == 6, text  # EnvironmentFailure: the machine, not the input
     assert "Traceback" not in text
     assert "is not writable" in text and str(run_dir) in text
     assert_kept(before, run_dir)
@@ -176,7 +176,7 @@ def test_full_disk_analyze_is_one_sentence(tmp_path, full_disk, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["analyze", f"run_dir={run_dir}", "analysis.bootstrap=5"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2, err
+    assert exc.value.code == 6, err  # EnvironmentFailure (disk full)
     lines = [line for line in err.splitlines() if line.startswith("flops-fit:")]
     assert len(lines) == 1 and "No space left on device" in lines[0], err
     assert "scaling_laws.json" in lines[0] and "Traceback" not in err

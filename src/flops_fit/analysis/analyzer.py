@@ -56,7 +56,7 @@ from flops_fit.rundir.layout import (
     RESULTS_FILE,
 )
 from flops_fit.rundir.layout import layout as run_layout
-from flops_fit.rundir.records import REQUIRED_FIELDS
+from flops_fit.rundir.records import RECORD_LIMITS, REQUIRED_FIELDS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -118,6 +118,11 @@ def _positive(rec: dict[str, Any], key: str, i: int, path: Path) -> float:
         raise FlopsFitError(
             f"Completed {_record_name(rec, i)} in {path} has {key}={v!r}, which is not a "
             "positive number; fix or remove that record."
+        )
+    if v > RECORD_LIMITS.get(key, math.inf):  # no fit or plot can hold it (numpy overflows)
+        raise FlopsFitError(
+            f"Completed {_record_name(rec, i)} in {path} has {key}={v!r}, above "
+            f"{RECORD_LIMITS[key]:.0e}, beyond any training run; fix or remove that record."
         )
     return float(v)
 

@@ -24,6 +24,7 @@ from flops_fit.analysis.sections import (
     IsoflopSection,
     ParametricSection,
     PowerLawRecord,
+    SectionError,
 )
 from flops_fit.config import checked_budgets
 from flops_fit.errors import FlopsFitError, UnusableFitError
@@ -129,16 +130,32 @@ class ScalingAnalysis:
                 f"{where} is not a flops-fit scaling-law analysis (missing or malformed "
                 f"{', '.join(missing) or 'parametric/isoflop'}); run `flops-fit analyze` again."
             )
+        def bad(what: str) -> FlopsFitError:
+            return FlopsFitError(f"{where} is not a usable scaling-law analysis ({what}); run "
+                                 "`flops-fit analyze` again.")
+
+        for key, kind, name in (("predictions", list, "a list"), ("warnings", list, "a list"),
+                                ("provenance", dict, "an object"),
+                                ("approach1", dict, "an object")):
+            if source.get(key) is not None and not isinstance(source[key], kind):
+                raise bad(f"{key}={source[key]!r} is not {name}")
+        for i, p in enumerate(source.get("predictions") or []):
+            if not isinstance(p, dict):
+                raise bad(f"predictions[{i}]={p!r} is not an object")
         sections = {}
         for name, a in APPROACHES.items():
             raw = source.get(name)
-            sections[name] = a.section.from_dict(raw if isinstance(raw, dict) else {
-                "available": False, "message": f"{name} is not in this file; run "
-                "`flops-fit analyze` again to fit it"})
+            try:
+                sections[name] = a.section.from_dict(raw if isinstance(raw, dict) else {
+                    "available": False, "message": f"{name} is not in this file; run "
+                    "`flops-fit analyze` again to fit it"})
+            except SectionError as exc:
+                raise bad(f"{name}.{exc}") from None
         return cls(
             method=str(source["method"]),
             sections=sections,
-            approach1=Approach1Section.from_dict(source.get("approach1") or {}),
+            approach1=_read_section(Approach1Section, source.get("approach1"), "approach1",
+                                    bad),
             method_note=str(source.get("method_note") or ""),
             holdout=source.get("holdout"),
             predictions=[Prediction.from_dict(p) for p in source.get("predictions") or []],
@@ -216,3 +233,11 @@ def _plausible(p: Prediction, method: str) -> Prediction:
         "right for these models (train.lr_base), diverged or too few runs, or budgets too "
         "close together; look at plots/training_curves.png and re-train."
     )
+
+
+def _read_section(cls: type, raw: Any, name: str, bad: Any) -> Any:
+    """``cls.from_dict(raw)``; a value of the wrong type is ``bad``'s one sentence."""
+    try:
+        return cls.from_dict(raw or {})
+    except SectionError as exc:
+        raise bad(f"{name}.{exc}") from None

@@ -126,12 +126,46 @@ class Section(DictView):
                 extra[key] = value
                 continue
             sub = cls._nested.get(name)
-            if sub is not None and isinstance(value, dict):
-                value = sub.from_dict(value)
-            elif sub is not None and isinstance(value, list):
-                value = [sub.from_dict(v) if isinstance(v, dict) else v for v in value]
+            try:
+                if sub is not None and isinstance(value, dict):
+                    value = sub.from_dict(value)
+                elif sub is not None and isinstance(value, list):
+                    value = [sub.from_dict(v) if isinstance(v, dict) else v for v in value]
+            except SectionError as exc:
+                raise SectionError(f"{key}.{exc}") from None
+            if not isinstance(value, (Section, list)):
+                _check_type(cls, name, value)
             values[name] = value
         return cls(**values, extra=extra, _keys=tuple(data))
+
+
+class SectionError(ValueError):
+    """A value of a stored section that is not of its field's type: ``path=value is not ...``
+    (the reader of the file names the file)."""
+
+
+def _check_type(cls: type, name: str, value: Any) -> None:
+    """``value`` fits field ``name`` of ``cls`` (None always does): numbers where numbers
+    belong, true/false, text, lists; else :class:`SectionError`."""
+    if value is None:
+        return
+    hint = str(cls.__dataclass_fields__[name].type).replace(" ", "")
+    kinds = set(hint.split("|")) - {"None"}
+    if kinds <= {"float", "int"}:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        what = "a number"
+    elif kinds == {"bool"}:
+        ok, what = isinstance(value, bool), "true or false"
+    elif kinds == {"str"}:
+        ok, what = isinstance(value, str), "text"
+    elif all(k.startswith(("list", "Interval")) for k in kinds):
+        ok, what = isinstance(value, list), "a list"
+    elif name in cls._nested:
+        ok, what = False, "an object"  # a nested section that is neither an object nor a list
+    else:
+        return
+    if not ok:
+        raise SectionError(f"{name}={value!r} is not {what}")
 
 
 def _dump(value: Any) -> Any:

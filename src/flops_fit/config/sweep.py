@@ -21,6 +21,16 @@ from flops_fit.errors import FlopsFitError
 MAX_STEPS = 1_000_000_000
 #: budgets above this many FLOPs are refused (about 50x the largest published training run)
 MAX_BUDGET = 1e27
+#: upper bounds on the counts that allocate (a mistyped exponent, not a sweep): each value
+#: beyond its bound is refused in one sentence before anything is written
+MAX_BUDGETS = 100  # budgets.values
+MAX_SIZES_PER_BUDGET = 100  # budgets.sizes_per_budget
+MAX_ADDED = 20  # budgets.max_added
+MAX_SIZE_VALUES = 100_000  # model.size_min..size_max step size_step
+MAX_THREADS = 1024  # train.threads
+MAX_BATCH_TOKENS = 2**27  # train.batch_size x train.seq_len (134M tokens per step)
+MAX_SHARDS = 100_000  # train.num_shards
+MAX_DEVICES_PER_RUN = 1024  # train.devices_per_run
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,6 +81,10 @@ class ModelConfig:
                 f"model size range {self.size_min}..{self.size_max} step {self.size_step} is "
                 "empty; set size_min >= 1, size_max >= size_min and size_step >= 1."
             )
+        count = (self.size_max - self.size_min) // self.size_step + 1
+        need(count <= MAX_SIZE_VALUES, f"model size range {self.size_min}..{self.size_max} "
+             f"step {self.size_step} holds {count} values, more than {MAX_SIZE_VALUES}; "
+             "raise model.size_step or narrow the range.")
 
     def identity(self) -> dict[str, Any]:
         """What plan.json records of the model (``plan.model``)."""
@@ -118,6 +132,8 @@ class BudgetsConfig:
             out.append(c)
         if not out:
             raise FlopsFitError("budgets.values is empty; give at least one FLOP budget.")
+        need(len(out) <= MAX_BUDGETS, f"budgets.values holds {len(out)} budgets, more than "
+             f"{MAX_BUDGETS}; give fewer FLOP budgets.")
         return sorted(set(out))
 
     def check(self) -> None:
@@ -125,6 +141,9 @@ class BudgetsConfig:
         self.checked_values()
         need(self.sizes_per_budget >= 3, f"budgets.sizes_per_budget={self.sizes_per_budget} "
               "must be at least 3 to fit a parabola per budget.")
+        need(self.sizes_per_budget <= MAX_SIZES_PER_BUDGET,
+             f"budgets.sizes_per_budget={self.sizes_per_budget} is more than "
+             f"{MAX_SIZES_PER_BUDGET}; use at most {MAX_SIZES_PER_BUDGET} sizes per budget.")
         need(math.isfinite(self.span) and self.span > 1, f"budgets.span={self.span} must be "
               "greater than 1 (sizes cover N*/span .. N*·span).")
         need(math.isfinite(self.tokens_per_param) and self.tokens_per_param > 0,
@@ -135,6 +154,8 @@ class BudgetsConfig:
         need(self.min_steps >= 1, f"budgets.min_steps={self.min_steps} must be at least 1.")
         need(self.max_added >= 0, f"budgets.max_added={self.max_added} must be a whole number "
               ">= 0 (sizes added per budget by budgets.adaptive=true).")
+        need(self.max_added <= MAX_ADDED, f"budgets.max_added={self.max_added} is more than "
+             f"{MAX_ADDED}; use at most {MAX_ADDED} added sizes per budget.")
 
     def identity(self) -> dict[str, Any]:
         """What a plan depends on (``plan.settings``'s budget keys)."""
@@ -213,6 +234,12 @@ class TrainConfig:
               "number of samples >= 1, e.g. train.batch_size=16.")
         need(self.seq_len >= 1, f"train.seq_len={self.seq_len} must be a whole number of "
               "tokens >= 1, e.g. train.seq_len=128.")
+        need(self.batch_size * self.seq_len <= MAX_BATCH_TOKENS,
+             f"train.batch_size={self.batch_size} x train.seq_len={self.seq_len} is "
+             f"{self.batch_size * self.seq_len} tokens per step, more than {MAX_BATCH_TOKENS}; "
+             "lower one of them.")
+        need(self.num_shards <= MAX_SHARDS,
+             f"train.num_shards={self.num_shards} is more than {MAX_SHARDS}; use fewer shards.")
         if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
             raise FlopsFitError(
                 f"train.shard={self.shard} must lie in 0..num_shards-1 "
@@ -252,6 +279,8 @@ class TrainConfig:
         for key in ("eval_every", "threads", "seed"):
             value = getattr(self, key)
             need(value >= 0, f"train.{key}={value} must be a whole number >= 0.")
+        need(self.threads <= MAX_THREADS, f"train.threads={self.threads} is more than "
+             f"{MAX_THREADS}; use at most {MAX_THREADS} CPU threads (0: this machine's cores).")
         need(self.log_every >= 1, f"train.log_every={self.log_every} must be at least 1.")
         need(self.compile in (True, False, "auto"),
               f"train.compile={self.compile!r} is unknown; use auto, true or false.")
@@ -261,6 +290,9 @@ class TrainConfig:
         need(self.devices_per_run >= 1 and self.batch_size % self.devices_per_run == 0,
               f"train.devices_per_run={self.devices_per_run} must be >= 1 and divide "
               f"train.batch_size={self.batch_size} (each device takes an equal slice).")
+        need(self.devices_per_run <= MAX_DEVICES_PER_RUN,
+             f"train.devices_per_run={self.devices_per_run} is more than "
+             f"{MAX_DEVICES_PER_RUN}; use fewer devices per run.")
         need(self.schedule in ("cosine", "wsd"),
              f"train.schedule={self.schedule!r} is unknown; use cosine or wsd.")
         need(self.cooldown_shape in ("1-sqrt", "linear"),

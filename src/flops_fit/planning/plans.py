@@ -15,19 +15,22 @@ The rule, for plan, train, find-optimal, validate and the Python API alike:
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 
-from flops_fit.errors import FlopsFitError
+from flops_fit.errors import EnvironmentFailure, FlopsFitError
+from flops_fit.planning.flops import count_model
 from flops_fit.planning.planner import RunSpec, SweepPlan
 from flops_fit.rundir.io import atomic_write_json, file_lock, read_json
-from flops_fit.rundir.layout import Layout, check_run_id
+from flops_fit.rundir.layout import Layout, check_no_links, check_run_id
 
 
 def check_run_dir(run_dir: str | Path, create: bool = True) -> Path:
@@ -45,6 +48,7 @@ def check_run_dir(run_dir: str | Path, create: bool = True) -> Path:
         if (run_dir / name).exists() and not (run_dir / name).is_dir():
             raise FlopsFitError(f"{run_dir / name} is a file, but flops-fit keeps its runs in "
                                 "that folder; move the file away or choose another run_dir.")
+    check_no_links(run_dir)  # nothing is written through a link inside it
     existing = run_dir
     while not existing.exists():
         existing = existing.parent
@@ -63,7 +67,7 @@ def check_run_dir(run_dir: str | Path, create: bool = True) -> Path:
             with tempfile.TemporaryFile(dir=run_dir / "runs"):
                 pass
     except OSError as exc:
-        raise FlopsFitError(
+        raise EnvironmentFailure(
             f"run_dir {run_dir} is not writable ({exc.strerror or exc}); choose a folder you "
             "can write to."
         ) from exc
@@ -80,6 +84,61 @@ def load_plan(run_dir: str | Path) -> SweepPlan:
             "`flops-fit plan overwrite=true`."
         )
     return SweepPlan.from_dict(data, where=str(path))
+
+
+def check_plan_runs(plan: SweepPlan, model_cls: type, example_input: Any = None,
+                    where: str = "plan.json") -> SweepPlan:
+    """Check each run of ``plan`` against what the planner builds for it: its kwargs are the
+    plan's model kwargs with its size value, its parameters and FLOPs per token those of the
+    model counted again, ``steps`` the whole steps its budget buys, and tokens and FLOPs
+    follow (``steps x batch x tokens per sample``). A run that differs (a tampered plan.json)
+    is one sentence; returns ``plan``."""
+    size_param = plan.model.get("size_param")
+    base = dict(plan.model.get("kwargs") or {})
+    for i, r in enumerate(plan.runs):
+        def bad(what: str, r: RunSpec = r, i: int = i) -> FlopsFitError:
+            return FlopsFitError(
+                f"{where} run #{i} ({r.run_id}) has {what}, which is not what the planner "
+                "builds for that run; restore the file or re-create it with `flops-fit plan "
+                "run_dir=... overwrite=true`.")
+
+        if r.size_param != size_param:
+            raise bad(f"size_param={r.size_param!r} (the plan's model has {size_param!r})")
+        kwargs = {**base, size_param: r.size_value}
+        if r.model_kwargs != kwargs:
+            changed = sorted(k for k in set(kwargs) | set(r.model_kwargs)
+                             if kwargs.get(k) != r.model_kwargs.get(k))
+            if changed == [size_param]:
+                raise bad(f"size_value={r.size_value!r} but model_kwargs "
+                          f"{size_param}={r.model_kwargs.get(size_param)!r}")
+            raise bad("model_kwargs " + ", ".join(f"{k}={r.model_kwargs.get(k)!r}"
+                                                  for k in changed))
+        # the planner's example: one sample of the user's data, else seq_len tokens
+        example = example_input if example_input is not None else \
+            torch.zeros(1, r.seq_len, dtype=torch.long)
+        try:
+            count = count_model(model_cls, kwargs, example)
+        except Exception as exc:  # a model that no longer builds fails its runs with the cause
+            del exc
+            continue
+        if count.num_params != r.num_params:
+            raise bad(f"num_params={r.num_params} (the model has {count.num_params})")
+        if not math.isclose(count.flops_per_token, r.flops_per_token, rel_tol=1e-9):
+            raise bad(f"flops_per_token={r.flops_per_token:.6g} (the model counts "
+                      f"{count.flops_per_token:.6g})")
+        per_sample = int(example.shape[1]) if example.dim() > 1 \
+            and not example.dtype.is_floating_point else 1
+        tokens_per_step = r.batch_size * per_sample
+        steps = round(r.compute_budget / count.flops_per_token / tokens_per_step)
+        if r.steps != steps:
+            raise bad(f"steps={r.steps} (its budget {r.compute_budget:.3g} buys {steps})")
+        if r.num_tokens != r.steps * tokens_per_step:
+            raise bad(f"num_tokens={r.num_tokens} (steps x batch x tokens per sample = "
+                      f"{r.steps * tokens_per_step})")
+        if not math.isclose(r.flops, count.flops_per_token * r.num_tokens, rel_tol=1e-9):
+            raise bad(f"flops={r.flops:.6g} (FLOPs per token x tokens = "
+                      f"{count.flops_per_token * r.num_tokens:.6g})")
+    return plan
 
 
 def has_results(run_dir: str | Path) -> bool:

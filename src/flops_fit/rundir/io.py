@@ -23,13 +23,14 @@ from typing import IO, Any
 import torch
 from filelock import FileLock
 
-from flops_fit.errors import FlopsFitError
+from flops_fit.errors import EnvironmentFailure, FlopsFitError
 from flops_fit.rundir.layout import (
     PLAN_FILE,
     RESULT_FILE,
     RESULTS_FILE,
     RUNS_DIR,
     Layout,
+    refuse_link,
 )
 from flops_fit.rundir.records import RunRecord
 
@@ -92,7 +93,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with atomic_file(path) as fh:
             fh.write(text)
     except OSError as exc:
-        raise FlopsFitError(
+        raise EnvironmentFailure(
             f"Cannot write {path}: {exc.strerror or exc}; free disk space or choose another "
             "run_dir."
         ) from exc
@@ -112,7 +113,7 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     except FileNotFoundError as exc:
         raise FlopsFitError(f"No {what} at {path}; run the stage that writes it first.") from exc
     except OSError as exc:
-        raise FlopsFitError(f"Cannot read {what} {path}: {exc.strerror or exc}.") from exc
+        raise EnvironmentFailure(f"Cannot read {what} {path}: {exc.strerror or exc}.") from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -120,6 +121,23 @@ def read_json(path: str | Path, what: str = "file") -> Any:
             f"{what.capitalize()} {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
             "delete or restore it and run the stage that writes it again."
         ) from exc
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """``results.json``: a list of run records (JSON objects); anything else (an object, a
+    bare number among the records) is one FlopsFitError naming the file and the entry."""
+    path = Path(path)
+    records = read_json(path, "results")
+    if not isinstance(records, list):
+        raise FlopsFitError(
+            f"{path} is not a list of run records (found a JSON {type(records).__name__}); "
+            "rebuild it with `flops-fit train` or restore it."
+        )
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise FlopsFitError(f"Entry #{i} of {path} is {rec!r}, not a run record (a JSON "
+                                "object); fix or remove it.")
+    return records
 
 
 def remove_stale_temp_files(folder: str | Path, name: str = "*") -> int:
@@ -141,6 +159,7 @@ def file_lock(path: str | Path, timeout: float = LOCK_TIMEOUT_S) -> FileLock:
     """A cross-process lock on ``path`` (a ``.lock`` file beside it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_link(Path(str(path) + ".lock"))  # opening it would truncate the link's target
     return FileLock(str(path) + ".lock", timeout=timeout)
 
 
@@ -240,6 +259,12 @@ def rebuild_results(run_dir: str | Path, plan: Any = None) -> list[dict[str, Any
             out = []
             for spec in planned:
                 rec = records.get(spec["run_id"])
+                differs = _differs_from_plan(rec, spec) if rec is not None else ""
+                if differs:  # the fit never uses a record its plan does not describe
+                    warnings.warn(f"Run {spec['run_id']}'s result.json has {differs}; it is "
+                                  "left out of results.json (train again with train.force=true "
+                                  "to redo it).", stacklevel=2)
+                    rec = None
                 if rec is None:
                     pending = RunRecord.planned(spec).to_dict()
                     out.append({k: pending[k] for k in _PENDING_ORDER})
@@ -247,6 +272,21 @@ def rebuild_results(run_dir: str | Path, plan: Any = None) -> list[dict[str, Any
                     out.append(_as_read(rec))
         atomic_write_json(target, out)
     return out
+
+
+#: the fields of a run's record that must equal its plan's (the run it claims to be)
+_PLANNED_FIELDS = ("compute_budget", "size_value", "num_params", "steps", "batch_size")
+
+
+def _differs_from_plan(rec: dict[str, Any], spec: dict[str, Any]) -> str:
+    """``"key=value, but the plan has other"`` for the first of :data:`_PLANNED_FIELDS` where a
+    finished record disagrees with its planned run (empty when none does)."""
+    if rec.get("status") not in ("completed", "diverged"):
+        return ""
+    for key in _PLANNED_FIELDS:
+        if key in rec and key in spec and rec[key] is not None and rec[key] != spec[key]:
+            return f"{key}={rec[key]!r}, but its plan has {spec[key]!r}"
+    return ""
 
 
 def _as_read(raw: dict[str, Any]) -> dict[str, Any]:
@@ -257,22 +297,36 @@ def _as_read(raw: dict[str, Any]) -> dict[str, Any]:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temp file in the same folder, fsync, rename: never half-written."""
-    with atomic_file(path, "wb") as fh:
-        torch.save(state, fh)
+    try:
+        with atomic_file(path, "wb") as fh:
+            torch.save(state, fh)
+    except OSError as exc:
+        raise EnvironmentFailure(
+            f"Cannot write {path}: {exc.strerror or exc}; free disk space or choose another "
+            "run_dir."
+        ) from exc
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """A checkpoint saved by :func:`save_checkpoint`, or None if missing or corrupt (warned)."""
+def load_checkpoint(path: str | Path, fallback: str = "it is not resumed from"
+                    ) -> dict[str, Any] | None:
+    """A checkpoint saved by :func:`save_checkpoint`, or None if missing or corrupt (warned in
+    one line that ends with ``fallback``: where the caller goes on instead)."""
     path = Path(path)
     if not path.exists():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated / corrupt file: start the run afresh
-        warnings.warn(f"Ignoring unreadable checkpoint {path} ({type(exc).__name__}: {exc}); "
-                      "the run starts from step 0.", stacklevel=2)
+        # torch's own message runs to a dozen lines (weights_only advice): its first line only
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        warnings.warn(f"Ignoring unreadable checkpoint {path} ({type(exc).__name__}: {first}); "
+                      f"{fallback}.", stacklevel=2)
         return None
-    return state if isinstance(state, dict) else None
+    if not isinstance(state, dict):
+        warnings.warn(f"Ignoring checkpoint {path} (not a checkpoint); {fallback}.",
+                      stacklevel=2)
+        return None
+    return state
 
 
 def copy_metrics_prefix(src: Path, dst: Path, step: int) -> None:

@@ -76,6 +76,48 @@ def check_run_id(run_id: object) -> str:
     return run_id
 
 
+#: the folders of a run directory that flops-fit writes into (each checked not to be a link)
+_WRITTEN_DIRS = (RUNS_DIR, TRUNKS_DIR, ANALYSIS_DIR, PLOTS_DIR, VALIDATION_DIR, TUNING_DIR,
+                 DATA_DIR, TENSORBOARD_DIR)
+
+
+def refuse_link(path: Path) -> Path:
+    """``path``, unless it is a symbolic link: then one sentence (nothing is written through a
+    link, which could point anywhere)."""
+    if path.is_symlink():
+        raise FlopsFitError(
+            f"{path} is a symbolic link; flops-fit never writes through a link inside a run "
+            "directory, so replace it with a real folder or file (link the whole run_dir "
+            "instead)."
+        )
+    return path
+
+
+def check_no_links(run_dir: Path, depth: int = 0) -> None:
+    """One sentence when a folder or file flops-fit writes in ``run_dir`` is a symbolic link:
+    its folders, each run's and trunk's folder and files, the lock files; the nested run
+    directories of ``validate`` and ``tune`` too. ``run_dir`` itself may be a link."""
+    if not run_dir.is_dir():
+        return
+    for p in run_dir.glob("*.lock"):
+        refuse_link(p)
+    for name in _WRITTEN_DIRS:
+        folder = refuse_link(run_dir / name)
+        if name in (RUNS_DIR, TRUNKS_DIR) and folder.is_dir():
+            for sub in folder.iterdir():
+                refuse_link(sub)
+                if sub.is_dir():
+                    for f in sub.iterdir():
+                        refuse_link(f)
+        if name in (VALIDATION_DIR, TUNING_DIR) and depth < 2:
+            check_no_links(folder, depth + 1)
+    for name in ("plots", "analysis"):
+        folder = run_dir / name
+        if folder.is_dir():
+            for f in folder.iterdir():
+                refuse_link(f)
+
+
 def _path(*parts: str) -> property:
     """A property: ``root / parts...``."""
     return property(lambda self: self.root.joinpath(*parts))
@@ -100,8 +142,10 @@ class Layout:
     report = _path(REPORT_FILE)
 
     def run(self, run_id: str) -> Path:
-        """``runs/<run_id>``, after checking that the id is a safe folder name."""
-        return self.runs / check_run_id(run_id)
+        """``runs/<run_id>``, after checking that the id is a safe folder name and that
+        neither ``runs`` nor the run's folder is a symbolic link."""
+        refuse_link(self.runs)
+        return refuse_link(self.runs / check_run_id(run_id))
 
     def result(self, run_id: str) -> Path:
         return self.run(run_id) / RESULT_FILE
@@ -113,8 +157,10 @@ class Layout:
         return self.run(run_id) / CHECKPOINT_FILE
 
     def trunk(self, trunk_id: str) -> Path:
-        """``trunks/<trunk_id>``, after checking that the id is a safe folder name."""
-        return self.root / TRUNKS_DIR / check_run_id(trunk_id)
+        """``trunks/<trunk_id>``, after checking that the id is a safe folder name (and no
+        symbolic link)."""
+        refuse_link(self.root / TRUNKS_DIR)
+        return refuse_link(self.root / TRUNKS_DIR / check_run_id(trunk_id))
 
     def branch_checkpoint(self, trunk_id: str, step: int) -> Path:
         """The trunk's state after ``step`` steps: where its runs' cooldowns start."""

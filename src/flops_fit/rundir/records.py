@@ -23,6 +23,22 @@ FINAL_STATUSES = ("completed", "diverged")  # never retrained unless train.force
 
 # What analyze needs of a completed record (the public contract of results.json).
 REQUIRED_FIELDS = ("compute_budget", "num_params", "num_tokens", "flops", "final_loss")
+#: the largest value of a completed record's field that a fit or plot takes (1e3 x the
+#: largest budget flops-fit plans, 1e27; parameters and tokens 1e15): a larger one is a typo
+#: or a tampered file, and powers of it overflow. analyze refuses it, naming the record; the
+#: plots leave that record out, with a note.
+RECORD_LIMITS = {"compute_budget": 1e30, "flops": 1e30, "num_params": 1e15,
+                 "num_params_non_embedding": 1e15, "num_tokens": 1e15}
+
+
+def beyond_limits(record: Any) -> str | None:
+    """``"key=value"`` of the first field of ``record`` (a dict or RunRecord) above
+    :data:`RECORD_LIMITS`, or None."""
+    for key, limit in RECORD_LIMITS.items():
+        v = record.get(key) if isinstance(record, dict) else getattr(record, key, None)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > limit:
+            return f"{key}={v:.3g}"
+    return None
 
 
 @dataclass

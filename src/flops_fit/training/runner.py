@@ -38,6 +38,7 @@ import json
 import math
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -252,15 +253,26 @@ class TrainingRunner:
         return model, fwd, opt
 
     def _restore(self, ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
-                 state: dict[str, Any]) -> None:
-        """Model, optimizer, data sampler, RNG and loop state from a checkpoint."""
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        self.data.load_state_dict(ckpt["data"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
-        state.update(ckpt["state"])
+                 state: dict[str, Any], max_step: int | None = None) -> None:
+        """Model, optimizer, data sampler, RNG and loop state from a checkpoint.
+
+        A checkpoint is untrusted data: a loop state out of range (its step outside
+        ``[0, max_step]``) or parts that do not fit this model, optimizer, data or RNG raise
+        :class:`BadCheckpoint` (model and optimizer may then be half-restored: rebuild them).
+        """
+        loop = _checked_loop_state(ckpt.get("state"), max_step)
+        try:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            self.data.load_state_dict(ckpt["data"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+        except Exception as exc:  # wrong shapes, missing keys, a bad RNG state, ...
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise BadCheckpoint(f"it does not fit this run: {type(exc).__name__}: {first}") \
+                from None
+        state.update(loop)
 
     def _train(self, spec: RunSpec, rdir: Path, schedule: Schedule, tokens_per_step: float,
                state: dict[str, Any], start: tuple[str, Path] | None = None) -> float:
@@ -271,20 +283,43 @@ class TrainingRunner:
             return self.spawn(self, spec, rdir, schedule, tokens_per_step, state)
         model, fwd, opt = self._build(spec, schedule)
         ckpt_path = rdir / CHECKPOINT_FILE
-        ckpt = rundir.load_checkpoint(ckpt_path)
+        fresh = dict(state)
+        where = (f"{spec.run_id} starts from its trunk's branch point" if start is not None
+                 else f"{spec.run_id} starts again from step 0")
+        ckpt = rundir.load_checkpoint(ckpt_path, fallback=where)
         branched = False  # a fresh cooldown from the trunk: its loggers get the trunk's curve
+        resumed = False
         if ckpt is not None and ckpt.get("fingerprint") == self._fingerprint(spec):
-            self._restore(ckpt, model, opt, state)
-            state["resumed"] += 1
-        elif start is not None:
+            try:
+                self._restore(ckpt, model, opt, state, spec.steps)
+                state["resumed"] += 1
+                resumed = True
+            except BadCheckpoint as exc:  # never retried into the same failure
+                warnings.warn(f"Ignoring checkpoint {ckpt_path} ({exc}); {where}.", stacklevel=2)
+                ckpt_path.unlink(missing_ok=True)
+                state.clear()
+                state.update(fresh)
+                model, fwd, opt = self._build(spec, schedule)
+        if not resumed and start is not None:
             branched = True
             trunk_id, branch_path = start
-            ckpt = rundir.load_checkpoint(branch_path)
+            ckpt = rundir.load_checkpoint(branch_path, fallback=f"{spec.run_id} starts from "
+                                          "step 0")
             if ckpt is None or ckpt.get("fingerprint") != self.trunk_fingerprint(trunk_id, spec):
                 raise FlopsFitError(f"The branch checkpoint {branch_path} of {spec.run_id} is "
                                     "missing or from other settings; train again to rebuild it.")
-            self._restore(ckpt, model, opt, state)
-            state.update(resumed=0, prior_wall_s=0.0)  # the trunk's time is not this run's wall
+            try:
+                self._restore(ckpt, model, opt, state, spec.steps)
+                state.update(resumed=0, prior_wall_s=0.0)  # the trunk's time is not the run's
+            except BadCheckpoint as exc:
+                warnings.warn(f"Ignoring branch checkpoint {branch_path} ({exc}); "
+                              f"{spec.run_id} starts from step 0.", stacklevel=2)
+                branch_path.unlink(missing_ok=True)
+                state.clear()
+                state.update(fresh)
+                model, fwd, opt = self._build(spec, schedule)
+                branched = False
+        if branched:
             rundir.copy_metrics_prefix(branch_path.parent / METRICS_FILE, rdir / METRICS_FILE,
                                        state["step"])
         writer = self.world.is_writer
@@ -421,6 +456,30 @@ class TrainingRunner:
             else None,
             "state": st,
         })
+
+
+class BadCheckpoint(Exception):
+    """A checkpoint that loads but cannot be resumed (the message says why)."""
+
+
+def _checked_loop_state(loop: Any, max_step: int | None) -> dict[str, Any]:
+    """A checkpoint's loop state, checked: a step in ``[0, max_step]``, numbers where numbers
+    belong; else :class:`BadCheckpoint`."""
+    if not isinstance(loop, dict):
+        raise BadCheckpoint("it has no loop state")
+    step = loop.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0 \
+            or (max_step is not None and step > max_step):
+        bound = f"[0, {max_step}]" if max_step is not None else ">= 0"
+        raise BadCheckpoint(f"its step {step!r} is not a whole number in {bound}")
+    for key in ("train_time_s", "prior_wall_s", "initial_loss", "last_loss", "resumed"):
+        value = loop.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise BadCheckpoint(f"its {key}={value!r} is not a number")
+    if not isinstance(loop.get("resumed", 0), int):
+        raise BadCheckpoint(f"its resumed={loop.get('resumed')!r} is not a whole number")
+    return loop
 
 
 def _check_loss(loss: float, initial: float | None, factor: float, step: int) -> None:
