@@ -7,12 +7,15 @@
   shape with ``torch.utils.flop_counter.FlopCounterMode`` on meta tensors. It counts matrix
   multiplies and attention (the dense T x T product, as Chinchilla does), not element-wise ops.
   6N is stored beside it, so a fit can use either convention.
+* ``check_sizes`` — every candidate size built and counted before a sweep: the sizes that
+  cannot be built (constructor or forward fails at that size), and a 6N fallback's cause.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -136,6 +139,139 @@ def count_model(
     shape = None if example_input is None else tuple(example_input.shape)
     dtype = "long" if example_input is None else str(example_input.dtype).replace("torch.", "")
     return _count_cached(model_cls, _freeze(kwargs), shape, dtype)
+
+
+#: how :func:`count_model` marks a forward that failed on meta
+_COUNTER_FAILED = "6N fallback: flop counter failed"
+
+
+@dataclass
+class SizeCheck:
+    """Every candidate size built and counted on the meta device (:func:`check_sizes`)."""
+
+    size_param: str
+    valid: list[int]  # buildable sizes, ascending
+    n_total: list[int]  # their N
+    dropped: list[tuple[int, str]]  # (size, why it cannot be built)
+    fallback: str = ""  # the 6N fallback's cause when no size's FLOPs could be measured
+    multiple: int = 1  # every buildable size is a multiple of this (and no dropped one is)
+    complete: bool = True  # every size was looked at (the walk did not stop at a cap)
+
+    def dropped_reason(self) -> str:
+        """Why sizes were dropped, with the fix when they share a divisor ('' if none)."""
+        if not self.dropped:
+            return ""
+        size, why = self.dropped[0]
+        fix = (f"every {self.size_param} that builds is a multiple of {self.multiple}, so give "
+               f"a size range of multiples of {self.multiple} (model.size_min, size_max and "
+               f"size_step={self.multiple})" if self.multiple > 1
+               else "check the model kwargs and size range")
+        return f"{self.size_param}={size}: {why}; {fix}"
+
+    def lines(self) -> list[str]:
+        """The console lines: one for the dropped sizes, one for a 6N fallback."""
+        out = []
+        if self.dropped:
+            names = [str(s) for s, _ in self.dropped]
+            shown = ", ".join(names[:8]) + (f", … {names[-1]}" if len(names) > 8 else "")
+            last = max(self.valid + [s for s, _ in self.dropped])
+            out.append(f"{len(self.dropped)} of the {len(self.dropped) + len(self.valid)} "
+                       f"candidate sizes up to {self.size_param}={last} cannot be built and are "
+                       f"not planned ({self.size_param}={shown}): {self.dropped_reason()}.")
+        if self.fallback:
+            out.append(f"FLOPs per token are 6N for every size, not measured: {self.fallback}; "
+                       "budgets and the fit count 6·N·D.")
+        return out
+
+
+#: the FLOP check walks sizes up to this factor past the widest window any budget can choose
+#: from (N* x span), so every size the planner may choose has been checked
+CHECK_SLACK = 4.0
+
+
+def check_sizes(
+    model_cls: type[nn.Module], size_param: str, model_kwargs: dict[str, Any], sizes: list[int],
+    example_input: torch.Tensor | None, n_cap: float = math.inf, n_star: float = math.inf,
+    span: float = 4.0, k: int = 3,
+) -> SizeCheck:
+    """Build each of ``sizes`` (ascending) on the meta device and count its training FLOPs with
+    the flop counter.
+
+    A size is dropped when its constructor raises, or when its forward fails on meta while
+    other sizes' forwards run (e.g. ``n_embd`` not a multiple of a fixed head count: a shape
+    error at that size only). When no size's forward runs on meta, every size is kept with 6N
+    FLOPs per token and ``fallback`` says why.
+
+    The walk stops at the first size past ``n_cap`` parameters (no budget trains it), or once
+    it is past ``n_star`` (the largest budget's expected optimum) x ``span`` x
+    :data:`CHECK_SLACK` with ``k`` good sizes at or above ``n_star``: the planner chooses each
+    budget's sizes within its window or, when that holds fewer than ``k``, the ``k`` nearest,
+    so it never chooses a size past those.
+    """
+    counted: list[tuple[int, int, str]] = []  # (size, N, flops_method)
+    dropped: list[tuple[int, str]] = []
+    complete = True
+    for s in sizes:
+        kwargs = {**model_kwargs, size_param: s}
+        try:
+            n, _ = count_params(model_cls, kwargs)
+        except Exception as exc:
+            dropped.append((s, f"its constructor raises {_exc_text(exc)}"))
+            continue
+        counted.append((s, n, count_model(model_cls, kwargs, example_input).flops_method))
+        good = [c for c in counted if not c[2].startswith(_COUNTER_FAILED)] or counted
+        if (n > n_cap and len(good) >= 2) or \
+                (n > n_star * span * CHECK_SLACK and sum(c[1] >= n_star for c in good) >= k):
+            complete = s == sizes[-1]
+            break
+    ran = [c for c in counted if not c[2].startswith(_COUNTER_FAILED)]
+    if ran:  # the forward fails at some sizes only: those sizes are broken, not the counter
+        for s, _, method in counted:
+            if method.startswith(_COUNTER_FAILED):
+                cause = method[len(_COUNTER_FAILED):].strip(" ()")
+                dropped.append((s, f"its forward fails ({cause})"))
+    keep = ran or counted
+    fallback = keep[0][2][len("6N fallback: "):] \
+        if keep and keep[0][2].startswith("6N fallback") else ""
+    dropped.sort()
+    valid = [s for s, _, _ in keep]
+    multiple = math.gcd(*valid) if valid else 1
+    if multiple > 1 and any(s % multiple == 0 for s, _ in dropped):
+        multiple = 1
+    return SizeCheck(size_param, valid, [n for _, n, _ in keep], dropped, fallback, multiple,
+                     complete)
+
+
+def smaller_buildable(
+    model_cls: type[nn.Module], size_param: str, model_kwargs: dict[str, Any], smallest: int,
+    example_input: torch.Tensor | None,
+) -> tuple[int, int] | None:
+    """The largest size below ``smallest`` that builds, counts on meta and has fewer
+    parameters, with its N (None: ``smallest`` is the smallest buildable size). Tries the 64
+    values just below it, then halvings down to 1."""
+    n0 = None
+    tries = set(range(max(1, smallest - 64), smallest))
+    x = smallest
+    while x > 1:
+        x //= 2
+        tries.add(max(1, x))
+    for s in sorted(tries, reverse=True):
+        kwargs = {**model_kwargs, size_param: s}
+        try:
+            n, _ = count_params(model_cls, kwargs)
+            if n0 is None:
+                n0 = count_params(model_cls, {**model_kwargs, size_param: smallest})[0]
+        except Exception:
+            continue
+        if n < n0 and not count_model(model_cls, kwargs, example_input).flops_method \
+                .startswith(_COUNTER_FAILED):
+            return s, n
+    return None
+
+
+def _exc_text(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def gpt_param_formula(

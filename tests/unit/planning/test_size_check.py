@@ -10,7 +10,7 @@ from rich.console import Console
 
 from flops_fit.config import BudgetsConfig, EstimateConfig, ModelConfig, Settings
 from flops_fit.errors import FlopsFitError
-from flops_fit.planning.planner import check_sizes
+from flops_fit.planning.flops import check_sizes
 from flops_fit.stages.pipeline import plan_stage
 from helpers.models import HeadsGPT, MetaShyGPT
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import warnings
 
 from flops_fit.models.gpt import GPT
-from flops_fit.planning.planner import plan_sweep, smaller_buildable
+from flops_fit.planning.flops import smaller_buildable
+from flops_fit.planning.planner import plan_sweep
 from helpers.models import HeadsGPT
 
 KW = {"vocab_size": 256, "seq_len": 64, "head_dim": 16}
