@@ -33,6 +33,7 @@ from flops_fit.planning.planner import SweepPlan, default_size_grid
 from flops_fit.result import Result
 from flops_fit.stages.pipeline import (
     analyze_command,
+    check_settings,
     draw,
     make_plan,
     train_command,
@@ -124,7 +125,7 @@ def find_optimal(
     )
     if loss_fn is not None:
         validate_loss_fn(loss_fn)
-    s.check()
+    check_settings(s)
     if not train:
         return make_plan(s)
     if tune:

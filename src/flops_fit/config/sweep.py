@@ -206,27 +206,12 @@ class TrainConfig:
     cooldown_shape: str = "1-sqrt"  # wsd: 1-sqrt | linear, down to min_lr_ratio x peak
     reuse: bool = True  # under wsd, runs that differ only in length share a trunk (trunks.py)
 
-    #: the fields that change a run's trajectory: part of a plan's identity, and a checkpoint
-    #: made under other values is not resumed
+    #: the fields that change every run's trajectory: part of a plan's identity, and a
+    #: checkpoint made under other values is not resumed. Each schedule adds its own keys
+    #: (``schedule``, ``cooldown_*``): flops_fit.training.schedule.trajectory_keys
     TRAJECTORY: typing.ClassVar[tuple[str, ...]] = (
         "lr", "lr_base", "lr_exponent", "lr_ref_params", "min_lr_ratio", "warmup_fraction",
-        "warmup_min_steps", "weight_decay", "beta1", "beta2", "grad_clip", "seed", "dtype",
-        "schedule", "cooldown_fraction", "cooldown_shape")
-    #: the TRAJECTORY keys that only matter under ``schedule=wsd``: left out under cosine, so
-    #: cosine plans and run ids stay those of earlier releases
-    WSD_KEYS: typing.ClassVar[tuple[str, ...]] = ("schedule", "cooldown_fraction",
-                                                  "cooldown_shape")
-
-    def trajectory_keys(self) -> tuple[str, ...]:
-        """The :attr:`TRAJECTORY` keys that change a run under this schedule."""
-        if self.schedule == "wsd":
-            return self.TRAJECTORY
-        return tuple(k for k in self.TRAJECTORY if k not in self.WSD_KEYS)
-
-    def trajectory(self) -> dict[str, Any]:
-        """The values of :meth:`trajectory_keys` (plus the batch shape)."""
-        return {"batch_size": self.batch_size, "seq_len": self.seq_len,
-                **{k: getattr(self, k) for k in self.trajectory_keys()}}
+        "warmup_min_steps", "weight_decay", "beta1", "beta2", "grad_clip", "seed", "dtype")
 
     def check(self) -> None:
         """One sentence for each impossible setting."""
@@ -293,19 +278,9 @@ class TrainConfig:
         need(self.devices_per_run <= MAX_DEVICES_PER_RUN,
              f"train.devices_per_run={self.devices_per_run} is more than "
              f"{MAX_DEVICES_PER_RUN}; use fewer devices per run.")
-        need(self.schedule in ("cosine", "wsd"),
-             f"train.schedule={self.schedule!r} is unknown; use cosine or wsd.")
+        # train.schedule is checked against its registry by the stages, before anything is
+        # written (flops_fit.training.schedule.check_schedule_name)
         need(self.cooldown_shape in ("1-sqrt", "linear"),
              f"train.cooldown_shape={self.cooldown_shape!r} is unknown; use 1-sqrt or linear.")
         need(0 < self.cooldown_fraction < 1, f"train.cooldown_fraction={self.cooldown_fraction} "
              "must lie in (0, 1), e.g. 0.2 (the last 20% of a run's steps).")
-
-    @property
-    def reuses(self) -> bool:
-        """Whether runs share trunks: ``reuse`` under ``wsd`` on one device per run. A cosine
-        run shares no trunk with a longer one, and trunks train on one device for now, so
-        ``reuse=true`` (the default) leaves those sweeps as separate runs: the default cosine
-        sweep trains every run on its own, and ``train.schedule=wsd`` alone shares trunks."""
-        return self.reuse and self.schedule == "wsd" and self.devices_per_run == 1
-
-

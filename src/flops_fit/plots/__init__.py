@@ -10,13 +10,16 @@
 =====================  =====================================================================
 
 Each module has ``draw(data) -> Figure | None`` (None, with a line in ``data.notes``, when its
-data are missing). :func:`plot_all` draws them all, :func:`save` writes PNG and SVG.
+data are missing). :data:`FIGURES` is the registry: name -> (draw function, caption), read by
+:func:`plot_all`, the visualizer and the report. A new plot is its module and one line there.
+:func:`plot_all` draws them all, :func:`save` writes PNG and SVG.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from matplotlib.figure import Figure
 
@@ -32,25 +35,51 @@ from flops_fit.plots import (
 from flops_fit.plots.data import PlotData
 from flops_fit.plots.style import rc_context, save_atomic
 
-__all__ = ["PLOT_NAMES", "DRAW", "PlotData", "draw", "plot_all", "save"]
+__all__ = ["FIGURES", "FigureEntry", "PlotData", "caption", "draw", "plot_all", "save"]
 
-#: file stems of the plots, in the order plot_all draws them
-PLOT_NAMES = (
-    "isoflops", "scaling_laws", "tokens_per_param", "parametric", "fit_quality",
-    "training_curves",
-)
-#: the draw function of each plot
-DRAW: dict[str, Callable[[PlotData], Figure | None]] = {
-    "isoflops": isoflops.draw, "scaling_laws": scaling_laws.draw,
-    "tokens_per_param": tokens_per_param.draw, "parametric": parametric.draw,
-    "fit_quality": fit_quality.draw, "training_curves": training_curves.draw,
+
+class FigureEntry(NamedTuple):
+    """One plot: its draw function and the caption report.html shows under it."""
+
+    draw: Callable[[PlotData], Figure | None]
+    caption: str
+
+
+#: file stem -> the plot, in the order plot_all draws them
+FIGURES: dict[str, FigureEntry] = {
+    "isoflops": FigureEntry(isoflops.draw, (
+        "IsoFLOP curves: final loss against model size for each compute budget, the parabola "
+        "fitted in log N and its minimum with a 95% interval. A budget whose minimum is not "
+        "inside the sampled sizes is marked and left out of the laws.")),
+    "scaling_laws": FigureEntry(scaling_laws.draw, (
+        "Compute-optimal model size, data and loss against compute: the IsoFLOP optima, the "
+        "fitted power laws (Approach 2) with 95% bands, the parametric fit (Approach 3), "
+        "extended to the prediction budget.")),
+    "tokens_per_param": FigureEntry(tokens_per_param.draw, (
+        "Tokens per parameter of every run and of the compute-optimal allocation, against "
+        "compute; Chinchilla's 20 for reference.")),
+    "parametric": FigureEntry(parametric.draw, (
+        "Iso-loss contours of the fitted L(N, D), the compute-optimal frontier, iso-FLOP lines "
+        "(C = 6ND) and the runs.")),
+    "fit_quality": FigureEntry(fit_quality.draw, (
+        "Parametric fit quality: predicted against observed loss, and the relative residuals "
+        "by model size.")),
+    "training_curves": FigureEntry(training_curves.draw, (
+        "Training curves: loss against training compute, coloured by model size; dots are "
+        "held-out evaluations.")),
 }
 
 
 def draw(name: str, data: PlotData) -> Figure | None:
     """The plot ``name`` under the shared style."""
     with rc_context():
-        return DRAW[name](data)
+        return FIGURES[name].draw(data)
+
+
+def caption(name: str) -> str:
+    """The caption of plot ``name`` (a figure not in :data:`FIGURES`: its name in words)."""
+    entry = FIGURES.get(name)
+    return entry.caption if entry is not None else name.replace("_", " ")
 
 
 def plot_all(data: PlotData) -> list[Figure]:
@@ -59,7 +88,7 @@ def plot_all(data: PlotData) -> list[Figure]:
     The Figures' ``get_label()`` is the file stem.
     """
     figures: list[Figure] = []
-    for name in PLOT_NAMES:
+    for name in list(FIGURES):
         try:
             fig = draw(name, data)
         except FlopsFitError:

@@ -17,19 +17,20 @@ package's ``__init__`` stays light and ``Result.plot`` imports it on use).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
 from flops_fit import plots
-from flops_fit.plots import PLOT_NAMES, PlotData
+from flops_fit.plots import FIGURES, PlotData
 from flops_fit.plots import scaling_laws as scaling_laws_plot
 from flops_fit.plots.curves import interval
 from flops_fit.plots.style import fmt_sci, rc_context
 from flops_fit.rundir.records import RunRecord
 
-__all__ = ["ScalingVisualizer", "PLOT_NAMES", "fmt_sci", "interval"]
+__all__ = ["ScalingVisualizer", "FIGURES", "fmt_sci", "interval"]
 
 
 class ScalingVisualizer:
@@ -106,9 +107,14 @@ class ScalingVisualizer:
 
     # ----------------------------------------------------------------------------------- plots
 
+    def plot(self, name: str) -> Figure | None:
+        """The plot ``name`` of :data:`~flops_fit.plots.FIGURES` (None: its data are missing)."""
+        return plots.draw(name, self.data)
+
+    # the figures by name, for callers who prefer methods (plot_all goes through FIGURES)
     def plot_isoflops(self) -> Figure | None:
         """Final loss vs N per budget, the fitted parabolas and each budget's optimum."""
-        return plots.draw("isoflops", self.data)
+        return self.plot("isoflops")
 
     def plot_scaling_laws(self, predict_budget: float | None = None) -> Figure | None:
         """N_opt, D_opt and the loss frontier vs C with fitted laws, bands and the prediction."""
@@ -117,25 +123,26 @@ class ScalingVisualizer:
 
     def plot_tokens_per_param(self) -> Figure | None:
         """D/N of every run and of the compute-optimal allocation vs C."""
-        return plots.draw("tokens_per_param", self.data)
+        return self.plot("tokens_per_param")
 
     def plot_parametric(self) -> Figure | None:
         """Iso-loss contours of the fitted L(N, D) with the compute-optimal frontier and runs."""
-        return plots.draw("parametric", self.data)
+        return self.plot("parametric")
 
     def plot_fit_quality(self) -> Figure | None:
         """Predicted vs observed loss of the parametric fit, and the residuals."""
-        return plots.draw("fit_quality", self.data)
+        return self.plot("fit_quality")
 
     def plot_training_curves(self) -> Figure | None:
         """Training loss vs FLOPs of every run with a ``metrics.jsonl``, coloured by N."""
-        return plots.draw("training_curves", self.data)
+        return self.plot("training_curves")
 
     # -------------------------------------------------------------------------------- plot_all
 
     def plotters(self) -> list[tuple[str, Callable[[], Figure | None]]]:
-        """``(name, method)`` of every plot, in the order :meth:`plot_all` draws them."""
-        return [(name, getattr(self, f"plot_{name}")) for name in PLOT_NAMES]
+        """``(name, draw)`` of every plot of :data:`~flops_fit.plots.FIGURES`, in the order
+        :meth:`plot_all` draws them."""
+        return [(name, partial(self.plot, name)) for name in FIGURES]
 
     def plot_all(self, save: bool = True) -> list[Figure]:
         """Draw every plot the data allow; with ``save`` write ``<name>.png`` and ``.svg``.

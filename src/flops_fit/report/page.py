@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from flops_fit import plots
 from flops_fit.analysis.scaling_analysis import ScalingAnalysis
 from flops_fit.report.html import esc, fmt, is_num, markdown_table
 from flops_fit.report.sections import (
@@ -31,24 +32,7 @@ from flops_fit.report.sections import (
 from flops_fit.rundir.io import atomic_write_text, read_json
 from flops_fit.rundir.layout import REPORT_FILE, Layout
 
-__all__ = ["write_report", "REPORT_FILE", "PLOT_CAPTIONS", "fmt"]
-
-PLOT_CAPTIONS = {
-    "isoflops": "IsoFLOP curves: final loss against model size for each compute budget, the "
-                "parabola fitted in log N and its minimum with a 95% interval. A budget whose "
-                "minimum is not inside the sampled sizes is marked and left out of the laws.",
-    "scaling_laws": "Compute-optimal model size, data and loss against compute: the IsoFLOP "
-                    "optima, the fitted power laws (Approach 2) with 95% bands, the parametric "
-                    "fit (Approach 3), extended to the prediction budget.",
-    "tokens_per_param": "Tokens per parameter of every run and of the compute-optimal "
-                        "allocation, against compute; Chinchilla's 20 for reference.",
-    "parametric": "Iso-loss contours of the fitted L(N, D), the compute-optimal frontier, "
-                  "iso-FLOP lines (C = 6ND) and the runs.",
-    "fit_quality": "Parametric fit quality: predicted against observed loss, and the relative "
-                   "residuals by model size.",
-    "training_curves": "Training curves: loss against training compute, coloured by model "
-                       "size; dots are held-out evaluations.",
-}
+__all__ = ["write_report", "REPORT_FILE", "fmt"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
@@ -220,7 +204,7 @@ def write_report(run_dir: str | Path, figures_or_plot_paths: Iterable[Any] | Non
     if not images:
         parts.append("<p><em>No plots.</em></p>")
     for name, mime, b64 in images:
-        cap = PLOT_CAPTIONS.get(name, name.replace("_", " "))
+        cap = plots.caption(name)  # the FIGURES registry's caption
         parts.append(f'<figure id="plot-{esc(name)}"><img alt="{esc(name)}" '
                      f'src="data:{mime};base64,{b64}"><figcaption><b>{esc(name)}</b>: '
                      f"{esc(cap)}</figcaption></figure>")

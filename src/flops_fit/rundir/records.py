@@ -69,6 +69,7 @@ class RunRecord:
     planned_flops: float | None = None
     epochs: float | None = None
     lr: float | None = None
+    schedule: str | None = None  # train.schedule (older records: see record_schedule)
     lr_schedule: str | None = None
     lr_rule: str | None = None  # which rule set lr: "tuned (tuning.json)", "config", "train.lr"
     warmup_steps: int | None = None
@@ -127,6 +128,8 @@ class RunRecord:
         values = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
         values.setdefault("status", "pending")
+        if "schedule" not in data:  # an older record: derived, and not written back
+            values["schedule"] = record_schedule(data)
         return cls(**values, extra=extra, _keys=tuple(data))
 
     @classmethod
@@ -138,6 +141,20 @@ class RunRecord:
         data = {k: spec.get(k) for k in keep}
         data.update(status="pending", final_loss=None)
         return cls.from_dict(data)
+
+
+def record_schedule(rec: Any) -> str | None:
+    """A run record's ``train.schedule``: its ``schedule`` field; a record written before that
+    field (v0.1.0) names it only in its ``lr_schedule`` sentence, read here and nowhere else
+    (None: a record with neither, e.g. a pending run)."""
+    if not isinstance(rec, dict):
+        return None
+    if isinstance(rec.get("schedule"), str):
+        return rec["schedule"]
+    text = rec.get("lr_schedule")
+    if not isinstance(text, str):
+        return None
+    return "wsd" if ("wsd" in text or "cooldown" in text) else "cosine"
 
 
 @dataclass

@@ -41,7 +41,7 @@ from flops_fit.planning.planner import RunSpec, SweepPlan, make_run
 from flops_fit.rundir import io as rundir
 from flops_fit.rundir.layout import Layout
 from flops_fit.rundir.records import TunedSize, TuningRecord
-from flops_fit.training.schedule import Schedule
+from flops_fit.training.schedule import Schedule, lr_for_size, trajectory
 from flops_fit.training.sweep import train_stage
 
 #: what a run that diverged or failed counts as when looking for the best LR
@@ -215,7 +215,7 @@ class Tuner:
         tokens_per_step = batch_size * max(1, per_sample)
         budget = max(self.budget, self.min_steps * tokens_per_step * size.flops_per_token)
         context = {"dataset": settings.get("dataset"), "tune": True,
-                   "train": {**cfg.trajectory(), "batch_size": batch_size, "seq_len": seq}}
+                   "train": {**trajectory(cfg), "batch_size": batch_size, "seq_len": seq}}
         kwargs = {k: v for k, v in size.model_kwargs.items() if k != size.size_param}
         return make_run(self.model_cls, size.size_param, kwargs, size.size_value, budget,
                         self.plan.model["_target_"], batch_size, seq, tokens_per_step,
@@ -247,14 +247,15 @@ class Tuner:
     # -- the search ----------------------------------------------------------------------------
 
     def run(self) -> TuningRecord:
-        """Tune every size; write and return ``tuning.json``'s record."""
+        """Tune every size, smallest first, each grid centred on the rule fitted so far; write
+        and return ``tuning.json``'s record."""
         sizes = tuning_sizes(self.plan, self.cfg.sizes)
-        grids: dict[int, dict[int, dict[str, Any]]] = {s.size_value: {} for s in sizes}
-        for k in initial_offsets(self.cfg.grid_points):
-            for size, rec in zip(sizes, self.train_point(sizes, k), strict=True):
-                grids[size.size_value][k] = rec
+        tuned: list[TunedSize] = []
         for size in sizes:
-            grid = grids[size.size_value]
+            centre = self._centre(size, tuned)
+            grid: dict[int, dict[str, Any]] = {}
+            for k in initial_offsets(self.cfg.grid_points):
+                grid[centre + k] = self._point(size, centre + k)
             for _ in range(self.cfg.max_extensions):
                 ks = sorted(grid)
                 k = next_offset(ks, [self._loss(grid[j]) for j in ks])
@@ -265,11 +266,63 @@ class Tuner:
                     self.notes.append(f"{size.size_param}={size.size_value}: not extended past "
                                       f"LR x{self.cfg.grid_factor:g}^{k} (tune.max_fraction).")
                     break
-                grid[k] = self.train_point([size], k)[0]
-        tuned = [self._tuned(size, grids[size.size_value]) for size in sizes]
+                grid[k] = self._point(size, k)
+            tuned.append(self._tuned(size, grid))
+            self._say_size(size, tuned[-1])
         self.notes.extend(short_run_notes(self.plan, tuned))
         batch_rule = self._tune_batch(sizes, tuned) if "batch_size" in self.cfg.params else None
         return self._finish(tuned, batch_rule)
+
+    def _rule_lr(self, n_non_embedding: int) -> float:
+        """The configured rule's (or train.lr's) peak LR at this size: grid offset 0."""
+        return lr_for_size(n_non_embedding, self.train)
+
+    def _centre(self, size: RunSpec, tuned: list[TunedSize]) -> int:
+        """The grid offset (a whole number of ``grid_factor`` steps from the configured rule)
+        nearest the LR the sizes tuned so far predict for ``size``: the rule fitted to them
+        (interior sizes, else all), with one size its offset from the configured rule. The
+        first size is centred on the configured rule (0)."""
+        usable = [t for t in tuned if t.interior] or tuned
+        if not usable:
+            return 0
+        if self.train.lr is not None:  # a fixed LR: carry the mean offset, no exponent
+            ratio = math.exp(float(np.mean([math.log(t.best_lr / self.train.lr)
+                                            for t in usable])))
+        else:
+            base, k = fit_rule([t.num_params_non_embedding for t in usable],
+                               [t.best_lr for t in usable], self.train.lr_ref_params,
+                               self.train.lr_exponent)
+            n = max(1, size.num_params_non_embedding)
+            ratio = base * (self.train.lr_ref_params / n) ** k / self._rule_lr(n)
+        return round(math.log(ratio) / math.log(self.cfg.grid_factor))
+
+    def _point(self, size: RunSpec, k: int) -> dict[str, Any]:
+        """Train grid offset ``k`` of ``size``; one progress line (size, LR, loss)."""
+        rec = self.train_point([size], k)[0]
+        loss = self._loss(rec)
+        lr = rec.get("lr")
+        self.console.print(f"tune: {size.size_param}={size.size_value} (N={size.num_params:,}) "
+                           f"peak LR {f'{lr:.3g}' if isinstance(lr, float) else '?'}: "
+                           + (f"loss {loss:.4f}" if loss is not None
+                              else str(rec.get("status") or "failed")), highlight=False)
+        return rec
+
+    def _say_size(self, size: RunSpec, t: TunedSize) -> None:
+        """One line per tuned size: its best LR against the configured rule; at a grid edge,
+        that it stays out of the rule fit (a bound, named here and in tuning.json's notes)."""
+        rule = self._rule_lr(size.num_params_non_embedding)
+        head = (f"tune: {size.size_param}={size.size_value}: best LR {t.best_lr:.3g} "
+                f"({t.best_lr / rule:.2g}x the configured rule's {rule:.3g})")
+        if t.interior:
+            self.console.print(head, highlight=False)
+            return
+        side = "largest" if t.best_lr >= max(t.lrs) else "smallest"
+        bound = "at least" if side == "largest" else "at most"
+        line = (f"{size.size_param}={size.size_value}: the best LR stayed at the {side} LR of "
+                f"its grid ({t.best_lr:.3g}; its best is {bound} that), so it is left out of "
+                "the rule fit; raise tune.max_extensions (or tune.max_fraction) to bracket it")
+        self.notes.append(line + ".")
+        self.console.print(f"{head}; [yellow]warning:[/] {line}.", highlight=False)
 
     def _tuned(self, size: RunSpec, grid: dict[int, dict[str, Any]]) -> TunedSize:
         ks = sorted(grid)
@@ -314,11 +367,10 @@ class Tuner:
 
     def _finish(self, tuned: list[TunedSize], batch_rule: dict[str, Any] | None
                 ) -> TuningRecord:
-        usable = [t for t in tuned if t.interior] or tuned
-        if len(usable) < len(tuned):
-            self.notes.append("sizes whose best LR stayed at an edge of the grid are left out "
-                              "of the rule fit: " + ", ".join(
-                                  str(t.size_value) for t in tuned if not t.interior))
+        usable = [t for t in tuned if t.interior] or tuned  # each edge size has its note
+        if not any(t.interior for t in tuned):
+            self.notes.append("no size's best LR lies inside its grid, so the rule is fitted "
+                              "to the edge LRs (bounds, not optima).")
         lr_base, k = fit_rule([t.num_params_non_embedding for t in usable],
                               [t.best_lr for t in usable], self.train.lr_ref_params,
                               self.train.lr_exponent)

@@ -18,7 +18,7 @@ import hashlib
 import json
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,6 +33,7 @@ from flops_fit.rundir.io import atomic_write_json, file_lock, read_json
 from flops_fit.rundir.layout import Layout
 from flops_fit.training.devices import ESTIMATE_GPU, ESTIMATE_MFU, gpu_hours
 from flops_fit.training.runner import TrainingRunner, first_output, to_device
+from flops_fit.training.schedule import reuses_trunks, trunk_config
 from flops_fit.training.trunks import flops_spent, sweep_cost
 
 
@@ -147,7 +148,7 @@ def estimate_seconds(plan: SweepPlan, probes: dict[str, Probe], cfg: TrainConfig
     """Estimated wall time of the whole sweep: each run's steps (with ``reuse``, only its
     share of the shared trunks, as ``flops_spent`` counts it) at its size's probed step time,
     plus its evaluation."""
-    spent = flops_spent(plan, replace(cfg, schedule="wsd", reuse=True)) if reuse else {}
+    spent = flops_spent(plan, trunk_config(cfg)) if reuse else {}
     train_s = eval_s = 0.0
     for r in plan.runs:
         p = probes[probe_key(plan, r, cfg, device)]
@@ -171,10 +172,11 @@ def estimate_lines(plan: SweepPlan, cfg: TrainConfig, probes: dict[str, Probe] |
     separate, reused = compute_figures(plan, cfg)
     lines = [f"Compute as separate runs: {separate:.3g} FLOPs"]
     ratio = reused / separate if separate > 0 else 1.0
-    needs = [k for k, off in (("train.schedule=wsd", cfg.schedule != "wsd"),
+    shared = trunk_config(cfg).schedule
+    needs = [k for k, off in ((f"train.schedule={shared}", cfg.schedule != shared),
                               ("train.reuse=true", not cfg.reuse),
                               ("train.devices_per_run=1", cfg.devices_per_run > 1)) if off]
-    used = "this sweep's" if cfg.reuses else "with " + " ".join(needs)
+    used = "this sweep's" if reuses_trunks(cfg) else "with " + " ".join(needs)
     lines.append(f"Compute with trunk reuse: {reused:.3g} FLOPs ({ratio:.2f}x; {used})")
     lines.append(f"On one {ESTIMATE_GPU} at {ESTIMATE_MFU:.0%} MFU (from FLOPs alone): about "
                  f"{gpu_hours(separate):.3g} h as separate runs, {gpu_hours(reused):.3g} h with "

@@ -62,7 +62,7 @@ from flops_fit.training.devices import ThreadTuner, cpu_threads, resolve_device,
 from flops_fit.training.distributed import current_world
 from flops_fit.training.progress import Reporter
 from flops_fit.training.record import run_record, run_seed
-from flops_fit.training.schedule import Schedule, lr_at, lr_for_size, make_optimizer, warmup_steps
+from flops_fit.training.schedule import Schedule, lr_for_size, make_optimizer, trajectory_keys
 from flops_fit.training.tracking.loggers import RunTracker, run_hparams
 from flops_fit.training.trunks import seed_key
 
@@ -170,14 +170,14 @@ class TrainingRunner:
     def _fingerprint(self, spec: RunSpec) -> dict[str, Any]:
         c = asdict(self.cfg)
         return {"run_id": spec.run_id, "steps": spec.steps, "batch_size": spec.batch_size,
-                **{k: c[k] for k in self.cfg.trajectory_keys()}}
+                **{k: c[k] for k in trajectory_keys(self.cfg)}}
 
     def trunk_fingerprint(self, trunk_id: str, spec: RunSpec) -> dict[str, Any]:
         """What a trunk checkpoint must match: the trunk, its peak LR and the settings."""
         c = asdict(self.cfg)
         return {"trunk": trunk_id, "batch_size": spec.batch_size, "seq_len": spec.seq_len,
                 "peak": lr_for_size(spec.num_params_non_embedding, self.cfg),
-                **{k: c[k] for k in self.cfg.trajectory_keys()}}
+                **{k: c[k] for k in trajectory_keys(self.cfg)}}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, n_tokens: int) -> float:

@@ -40,6 +40,7 @@ from flops_fit.training.ddp_spawn import spawn_train
 from flops_fit.training.devices import resolve_device
 from flops_fit.training.progress import Reporter, stamp
 from flops_fit.training.runner import LossFn, TrainingRunner, check_loss_fn
+from flops_fit.training.schedule import check_schedule_name, reuses_trunks
 from flops_fit.training.tracking.loggers import check_loggers
 from flops_fit.training.trunk_runner import TrunkRunner
 from flops_fit.training.trunks import Trunk, flops_spent, group_trunks, shard_trunks
@@ -69,11 +70,12 @@ def train_stage(
     """
     run_dir = Path(run_dir)
     cfg.check()
+    check_schedule_name(cfg)
     resolve_device(cfg.device)  # fail early, before anything is written
     check_loggers(cfg.loggers)  # a missing extra: one sentence
     data = as_data_source(data)
     console = console or Console()
-    reuse = cfg.reuses
+    reuse = reuses_trunks(cfg)
     my_trunks: list[Trunk] = []
     if reuse:
         my_trunks = shard_trunks(group_trunks(plan, cfg), cfg.num_shards)[cfg.shard]

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from flops_fit.config import TrainConfig
 from flops_fit.planning.planner import RunSpec, SweepPlan
-from flops_fit.training.schedule import branch_step, wsd_warmup
+from flops_fit.training.schedule import branch_step, reuses_trunks, schedule_kind, trunk_config
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,15 @@ class Trunk:
 
 def trunk_id(target: str, spec: RunSpec, cfg: TrainConfig) -> str:
     """The id of the trunk ``spec`` belongs to: its model, kwargs and batch shape, hashed (and
-    its warm-up, when the run is too short for ``warmup_min_steps``: :func:`wsd_warmup`; and
+    its warm-up, when the run is too short for ``warmup_min_steps``:
+    :func:`~flops_fit.training.schedule.wsd_warmup`; and
     its ``repeat``, when it is a run again with another seed).
 
     Stable across processes; a safe folder name (``trunk-<12 hex>``).
     """
     what: dict[str, Any] = {"model": target, "kwargs": spec.model_kwargs,
                             "batch_size": spec.batch_size, "seq_len": spec.seq_len}
-    warmup = wsd_warmup(spec.steps, cfg)
+    warmup = schedule_kind(cfg.schedule).warmup(spec.steps, cfg)
     if warmup != cfg.warmup_min_steps:
         what["warmup"] = warmup
     if spec.repeat:  # a repeat of a run (validate.seeds) has its own trunk and seed
@@ -88,8 +89,9 @@ def plan_target(plan: SweepPlan) -> str:
 
 
 def seed_key(plan_or_target: SweepPlan | str, spec: RunSpec, cfg: TrainConfig) -> str:
-    """What a run's seed derives from: its trunk under wsd (so reuse is exact), else its id."""
-    if cfg.schedule != "wsd":
+    """What a run's seed derives from: its trunk under a schedule whose runs share trunks (wsd;
+    so reuse is exact), else its id."""
+    if not schedule_kind(cfg.schedule).shares_trunks:
         return spec.run_id
     target = plan_or_target if isinstance(plan_or_target, str) else plan_target(plan_or_target)
     return trunk_id(target, spec, cfg)
@@ -116,7 +118,7 @@ def group_trunks(runs: list[RunSpec] | SweepPlan, cfg: TrainConfig,
 def flops_spent(plan: SweepPlan, cfg: TrainConfig) -> dict[str, float]:
     """run_id -> FLOPs executed for it under ``cfg``: shared trunks counted once when
     ``cfg.reuse`` (wsd), else every run's own planned ``flops``."""
-    if not cfg.reuses:
+    if not reuses_trunks(cfg):
         return {r.run_id: r.flops for r in plan.runs}
     out: dict[str, float] = {}
     for trunk in group_trunks(plan, cfg):
@@ -133,7 +135,7 @@ def sweep_cost(plan: SweepPlan, train_cfg: TrainConfig) -> tuple[float, float]:
     nothing, trains nothing. On the default plan (budgets=cpu) the ratio is about 0.6.
     """
     separate = float(sum(r.flops for r in plan.runs))
-    reuse_cfg = replace(train_cfg, schedule="wsd", reuse=True)
+    reuse_cfg = trunk_config(train_cfg)
     reused = float(sum(flops_spent(plan, reuse_cfg).values()))
     return separate, reused
 

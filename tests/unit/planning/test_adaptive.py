@@ -140,7 +140,7 @@ def test_approach1_under_wsd_uses_endpoints_and_resamples_runs():
     records = [{"run_id": rid, "schedule": "wsd"} for rid in runs.run_ids[1:]]
     records.append({"run_id": "r0", "lr_schedule": "linear warm-up 100 steps, constant peak, "
                     "1-sqrt cooldown over the last 50 steps to 0.1 x peak"})  # no schedule key
-    a1 = approach1_section(runs, AnalysisConfig(bootstrap=100), None, records)
+    a1 = approach1_section(runs, AnalysisConfig(bootstrap=100), None, records, {"wsd"})
     assert a1.available and a1.loss_field == "final_loss" and a1.points == ENDPOINTS_NOTE
     assert a1.n_levels == 3  # one point per budget: the best endpoint
     assert abs(a1.n_opt.exponent - math.log(10) / math.log(16)) < 0.05
@@ -149,8 +149,11 @@ def test_approach1_under_wsd_uses_endpoints_and_resamples_runs():
     assert lo <= a1.n_opt.exponent <= hi
     # the same runs under cosine need their curves (none here): not the endpoints
     cosine = approach1_section(runs, AnalysisConfig(), None,
-                               [{"run_id": r, "schedule": "cosine"} for r in runs.run_ids])
+                               [{"run_id": r, "schedule": "cosine"} for r in runs.run_ids],
+                               {"wsd"})
     assert not cosine.available and "no training curves" in cosine.message
+    # which schedules take endpoints is the caller's (the registry's), never a name here
+    assert not approach1_section(runs, AnalysisConfig(bootstrap=100), None, records).available
 
 
 def test_endpoint_interval_is_none_without_enough_resamples():

@@ -18,7 +18,16 @@ from flops_fit.errors import FlopsFitError
 from flops_fit.models.gpt import GPT
 from flops_fit.planning.planner import plan_sweep
 from flops_fit.stages.pipeline import make_plan
-from flops_fit.training.schedule import Schedule, branch_step, lr_at, wsd_lr_at, wsd_warmup
+from flops_fit.training.schedule import (
+    Schedule,
+    branch_step,
+    check_schedule_name,
+    lr_at,
+    reuses_trunks,
+    trajectory,
+    wsd_lr_at,
+    wsd_warmup,
+)
 from flops_fit.training.sweep import train_stage
 from flops_fit.training.trunks import flops_spent, group_trunks, shard_trunks, sweep_cost
 
@@ -97,19 +106,25 @@ def test_cosine_run_whose_warmup_reaches_the_end_still_ends_at_min(steps):
 
 
 def test_wsd_settings_are_checked():
-    for bad, needle in [({"schedule": "step"}, "train.schedule"),
-                        ({"cooldown_shape": "cos"}, "train.cooldown_shape"),
+    for bad, needle in [({"cooldown_shape": "cos"}, "train.cooldown_shape"),
                         ({"cooldown_fraction": 0.0}, "train.cooldown_fraction")]:
         with pytest.raises(FlopsFitError, match=needle):
             TrainConfig(**bad).check()
+    # the name is checked against the registry (the stages do it before anything is written)
+    with pytest.raises(FlopsFitError, match=r"^train.schedule='step' is unknown; use cosine or "
+                                            r"wsd\.$"):
+        check_schedule_name(TrainConfig(schedule="step"))
     # reuse=true shares trunks only where runs can: wsd on one device per run
-    assert TrainConfig(schedule="wsd", reuse=True).reuses
-    assert not TrainConfig(schedule="cosine", reuse=True).reuses
-    assert not TrainConfig(schedule="wsd", reuse=True, devices_per_run=2).reuses
-    assert not TrainConfig(schedule="wsd", reuse=False).reuses
+    assert reuses_trunks(TrainConfig(schedule="wsd", reuse=True))
+    assert not reuses_trunks(TrainConfig(schedule="cosine", reuse=True))
+    assert not reuses_trunks(TrainConfig(schedule="wsd", reuse=True, devices_per_run=2))
+    assert not reuses_trunks(TrainConfig(schedule="wsd", reuse=False))
     # cosine plans keep their identity: the wsd keys only count under wsd
-    assert "cooldown_fraction" not in TrainConfig(schedule="cosine").trajectory()
-    assert TrainConfig(schedule="wsd").trajectory()["cooldown_shape"] == "1-sqrt"
+    assert "cooldown_fraction" not in trajectory(TrainConfig(schedule="cosine"))
+    assert "schedule" not in trajectory(TrainConfig(schedule="cosine"))
+    assert trajectory(TrainConfig(schedule="wsd"))["cooldown_shape"] == "1-sqrt"
+    assert list(trajectory(TrainConfig(schedule="wsd")))[-3:] == [
+        "schedule", "cooldown_fraction", "cooldown_shape"]
 
 
 # -- trunks and accounting ------------------------------------------------------------------
