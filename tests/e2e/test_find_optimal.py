@@ -167,3 +167,52 @@ def test_validate_trains_with_the_sweeps_loss(smoke, monkeypatch):
                                 TrainConfig(), 1e13, False, Console(file=None, quiet=True),
                                 loss_fn=my_loss)
     assert seen["loss_fn"] is my_loss
+
+
+def test_answer_yaml_is_a_launchable_run(smoke):
+    """find-optimal writes answer.yaml: the nearest buildable model at the predicted budget
+    (100x the largest), its steps at the sweep's batch shape, the rule's peak LR, the schedule,
+    the prediction with its intervals; Result.predict gives the same run as p["run"]."""
+    import math
+
+    import flops_fit
+    from flops_fit.rundir.records import read_answer
+
+    run_dir, out = smoke
+    answer = read_answer(run_dir / "answer.yaml")
+    run = answer["run"]
+    assert answer["budget"] == run["budget"] == 6e13  # 100x the smoke sweep's 6e11
+    assert run["num_tokens"] == run["steps"] * run["batch_size"] * run["seq_len"]
+    assert (run["batch_size"], run["seq_len"], run["schedule"]) == (16, 128, "cosine")
+    assert abs(run["flops"] / run["budget"] - 1) < 0.01
+    # the hand rule in force (no tuning.json): lr_base * (lr_ref_params / N_non_emb)^lr_exponent
+    assert math.isclose(run["lr"], 9e-3 * (1e5 / run["num_params_non_embedding"]) ** 0.2)
+    assert answer["model"]["kwargs"]["width"] == run["size_value"]
+    pred = answer["prediction"]
+    assert pred["optimal_params_ci"][0] <= pred["optimal_params"] <= pred["optimal_params_ci"][1]
+    p = flops_fit.Result.load(run_dir).predict(6e13)
+    assert p["run"] == run and p["model"]["size_value"] == run["size_value"]
+    assert flops_fit.Result.load(run_dir).predict(1e15)["run"] is None  # another budget
+    assert "answer.yaml; train it with" in out.stdout
+
+
+def test_training_the_answer_trains_exactly_that_run(smoke, tmp_path):
+    run_dir, _ = smoke
+    # a small answer (the smallest budget), so that training it takes seconds
+    out = run_cli("find-optimal", f"run_dir={run_dir}", "budgets=smoke", "predict.budget=2e11")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    from flops_fit.rundir.records import read_answer
+
+    run = read_answer(run_dir / "answer.yaml")["run"]
+    new = tmp_path / "answer_run"
+    out = run_cli("train", f"run_dir={new}", f"answer={run_dir / 'answer.yaml'}", cwd="/")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    plan = json.loads((new / "plan.json").read_text())
+    (rec,) = json.loads((new / "results.json").read_text())
+    assert len(plan["runs"]) == 1 and rec["status"] == "completed"
+    assert (rec["steps"], rec["num_params"], rec["size_value"]) == \
+        (run["steps"], run["num_params"], run["size_value"])
+    assert abs(rec["lr"] - run["lr"]) < 1e-12 * run["lr"]
+    # answer= is for train (and plan), not for a sweep
+    out = run_cli("find-optimal", f"run_dir={tmp_path / 'x'}", f"answer={run_dir / 'answer.yaml'}")
+    assert out.returncode == 2 and "answer= names one run" in out.stdout + out.stderr

@@ -25,6 +25,7 @@ from flops_fit.errors import FlopsFitError
 from flops_fit.planning.flops import count_params
 from flops_fit.rundir.io import read_json
 from flops_fit.rundir.layout import Layout
+from flops_fit.rundir.records import read_answer
 
 #: a budget up to this multiple of the sweep's largest gets no remark; beyond it, a note
 NOTE_MULTIPLE = 4.0
@@ -162,7 +163,25 @@ def in_user_terms(p: Prediction, run_dir: str | Path, budgets: list[float],
         model, unique = None, None
     notes = prediction_notes(p, budgets, unique)
     far = extrapolation(p.target_compute, budgets)
-    return replace(p, extra={**p.extra, "model": model, "notes": notes, "extrapolation": far})
+    return replace(p, extra={**p.extra, "model": model, "notes": notes, "extrapolation": far,
+                             "run": answer_run(p, run_dir)})
+
+
+def answer_run(p: Prediction, run_dir: str | Path) -> dict[str, Any] | None:
+    """answer.yaml's launchable run (steps, batch shape, peak LR, schedule, ...) when the file
+    answers this very prediction (its budget and N), else None."""
+    path = Layout(Path(run_dir)).answer
+    if not path.is_file():
+        return None
+    try:
+        answer = read_answer(path)
+    except FlopsFitError:
+        return None
+    said = (answer.get("prediction") or {}).get("optimal_params")
+    same = math.isclose(float(answer["budget"]), p.target_compute, rel_tol=1e-9) and \
+        isinstance(said, (int, float)) and p.optimal_params is not None and \
+        math.isclose(float(said), p.optimal_params, rel_tol=1e-9)
+    return dict(answer["run"]) if same else None
 
 
 def note_level(p: Prediction, note: str) -> str:

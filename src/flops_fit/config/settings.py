@@ -54,6 +54,7 @@ class Settings:
     tune: TuneConfig = field(default_factory=TuneConfig)
     overwrite: bool = False  # re-plan over existing results (a dated copy of results.json kept)
     extend: bool = False  # plan: add the adaptive sizes the finished runs call for (adaptive.py)
+    answer: Path | None = None  # train/plan: exactly the run of find-optimal's answer.yaml
     model_cls: type[nn.Module] | None = None
     data: Any = None
     loss_fn: Any = None
@@ -84,7 +85,7 @@ class Settings:
 
 def settings_from_mapping(c: dict[str, Any]) -> Settings:
     """A plain mapping (the composed, resolved config) -> checked :class:`Settings`."""
-    top = {"run_dir", "overwrite", "extend", *Settings.GROUPS}
+    top = {"run_dir", "overwrite", "extend", "answer", *Settings.GROUPS}
     unknown = sorted(set(c) - top)
     if unknown:  # a misspelled key added with `+` would otherwise be ignored silently
         raise FlopsFitError(
@@ -112,5 +113,8 @@ def settings_from_mapping(c: dict[str, Any]) -> Settings:
     cls = dataset_class(dataset.get("name", "stdlib")) if isinstance(dataset, dict) else \
         DatasetConfig
     groups["dataset"] = from_mapping(cls, dataset, "dataset")
+    answer = c.get("answer")
+    need(answer is None or (isinstance(answer, str) and answer.strip() != ""),
+         f"answer={answer!r} is not the path of an answer.yaml (find-optimal writes one).")
     return Settings(run_dir=Path(run_dir), overwrite=overwrite, extend=extend,
-                    **groups).check()
+                    answer=Path(answer) if answer else None, **groups).check()

@@ -16,6 +16,8 @@
     validation/                    the validation runs: a run directory of their own
     tuning.json                    flops-fit tune's LR rule and loss-vs-LR tables (stages/tune.py)
     tuning/                        the tuning runs: a run directory of their own
+    answer.yaml                    find-optimal's answer as a launchable run (records.py),
+                                   trained alone by `flops-fit train answer=...`
     plots/*.png|svg, report.html   the pictures
     tensorboard/, mlruns/, wandb/  train.loggers (training/tracking/loggers.py); ids in runs/<id>/trackers.json
     data/<key>/                    tokenized data cache (dataset.tokenizer=bpe, dataset=hf):
@@ -60,6 +62,7 @@ TRAIN_TOKENS_FILE = "train.bin"  # also the names dataset=tokens reads
 VAL_TOKENS_FILE = "val.bin"
 DATA_META_FILE = "meta.json"
 TUNING_FILE = "tuning.json"
+ANSWER_FILE = "answer.yaml"
 TUNING_DIR = "tuning"
 
 # letters, digits and . _ + - ; not starting with a dot (no "..", no hidden names, no slashes)
@@ -173,6 +176,10 @@ class Layout:
     @property
     def tuning(self) -> Path:
         return self.root / TUNING_FILE
+
+    @property
+    def answer(self) -> Path:
+        return self.root / ANSWER_FILE
 
     @property
     def tuning_dir(self) -> Path:

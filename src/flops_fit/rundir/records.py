@@ -1,11 +1,11 @@
 """Typed records of the run directory's files: ``result.json``, ``metrics.jsonl``,
-``analysis/validation.json`` and ``tuning.json``.
+``analysis/validation.json``, ``tuning.json`` and ``answer.yaml``.
 
 Each record has ``to_dict``/``from_dict`` (as :class:`~flops_fit.planning.planner.SweepPlan`
 does), so the trainer writes, and the analyzer, plots and report read, one schema. The JSON
 stays as it was: a record read from an older or imported file writes back the keys it was read
 with, and keys this schema does not know travel in ``extra``. ``validation.json`` is read by
-:func:`read_validation` only.
+:func:`read_validation` only, ``answer.yaml`` by :func:`read_answer` only.
 """
 
 from __future__ import annotations
@@ -432,3 +432,59 @@ class TuningRecord:
                  if k not in names | {"rule", "sizes", "fraction_of_sweep"}}
         return cls(rule={k: float(rule[k]) for k in ("lr_base", "lr_exponent", "lr_ref_params")},
                    sizes=sizes, extra=extra, **values)
+
+
+ANSWER_FORMAT = "flops-fit answer v1"
+#: answer.yaml's ``run``: the keys a launchable run needs, each with its type
+ANSWER_RUN_KEYS = {"size_param": str, "size_value": int, "num_params": int,
+                   "num_params_non_embedding": int, "num_tokens": int, "steps": int,
+                   "batch_size": int, "seq_len": int, "lr": float, "schedule": str,
+                   "budget": float}
+
+
+def answer_text(path: str | Path, answer: dict[str, Any]) -> str:
+    """``answer`` (``format``, ``budget``, ``model``, ``run``, ``prediction``, ...) as the YAML
+    text of ``path``, under a comment that says how to train it (written atomically by the
+    stage, rundir/io.py)."""
+    import yaml
+
+    head = ("# flops-fit find-optimal's answer: the nearest buildable model at the predicted "
+            "budget,\n# as one launchable run. Train exactly this run with\n"
+            f"#   flops-fit train run_dir=NEW answer={path}\n")
+    return head + yaml.safe_dump(json.loads(json.dumps(answer, allow_nan=False)),
+                                 sort_keys=False)
+
+
+def read_answer(path: str | Path) -> dict[str, Any]:
+    """``answer.yaml`` as a checked mapping; one sentence naming what is wrong."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FlopsFitError(f"No answer at {path}; run `flops-fit find-optimal` first (it "
+                            "writes answer.yaml into its run_dir).") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise FlopsFitError(f"Cannot read the answer {path} ({type(exc).__name__}); "
+                            "re-create it with `flops-fit find-optimal`.") from None
+
+    def bad(what: str) -> FlopsFitError:
+        return FlopsFitError(f"{path} is not a flops-fit answer ({what}); re-create it with "
+                             "`flops-fit find-optimal`.")
+
+    if not isinstance(data, dict) or data.get("format") != ANSWER_FORMAT:
+        raise bad(f"no format: {ANSWER_FORMAT}")
+    model, run = data.get("model"), data.get("run")
+    if not isinstance(model, dict) or not isinstance(model.get("_target_"), str) \
+            or not isinstance(model.get("kwargs"), dict):
+        raise bad("no model with _target_ and kwargs")
+    if not isinstance(run, dict):
+        raise bad("no run")
+    for key, kind in ANSWER_RUN_KEYS.items():
+        value = run.get(key)
+        ok = isinstance(value, (int, float) if kind is float else kind) \
+            and not isinstance(value, bool)
+        if not ok or (kind is not str and not _finite(value)):
+            raise bad(f"run.{key}={value!r}")
+    return data

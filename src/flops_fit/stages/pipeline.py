@@ -42,6 +42,7 @@ from flops_fit.result import Result
 from flops_fit.rundir.io import file_lock, load_run_results, read_json, remove_stale_temp_files
 from flops_fit.rundir.layout import Layout
 from flops_fit.rundir.records import TuningRecord
+from flops_fit.stages.answer import answer_plan, use_answer, write_answer_file
 from flops_fit.stages.tune import apply_rule, load_tuning, run_tuning
 from flops_fit.stages.validate import validate_stage
 from flops_fit.training.devices import pick_cuda_device, release_devices, resolve_device
@@ -117,6 +118,8 @@ def make_plan(s: Settings) -> SweepPlan:
         _data_source(s, seq_len, s.train.batch_size)
     context = {"dataset": _data_identity(s), "train": {**trajectory(s.train),
                                                        "seq_len": seq_len}}
+    if s.answer is not None:  # `train answer=...`: exactly that run
+        return answer_plan(s, model_cls, example, context)
     with warnings.catch_warnings(record=True):  # the notes are in plan.warnings
         warnings.simplefilter("always")
         return plan_sweep(
@@ -188,6 +191,7 @@ def plan_stage(s: Settings, console: Console | None = None) -> SweepPlan:
     training); then the plan's compute and estimated time are printed (estimate.py).
     """
     console = console or Console(highlight=False)
+    use_answer(s, console)
     plan = plan_or_reconcile(s, console, show=not s.extend)
     if s.extend:
         plan = extend_stage(s, plan, console, explicit=True)
@@ -249,6 +253,7 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     The LR rule is ``tuning.json``'s when the run directory has one (:func:`use_tuned_rule`).
     """
     resolve_device(s.train.device)  # a device this machine lacks: refused before plan.json
+    use_answer(s, console)
     label = use_tuned_rule(s, console)
     plan = plan_or_reconcile(s, console)
     model_cls = _model_cls_of(plan, s)
@@ -429,7 +434,11 @@ def _stale_fit_note(lay: Layout, result: Result) -> str:
 
 def find_optimal_command(s: Settings, console: Console) -> Result:
     """(tune ->) plan -> train -> analyze -> visualize, each skipping work already done; print
-    the answer. ``tune.first`` (``tune=true``) tunes the LR rule first."""
+    the answer, and write it as a launchable run (answer.yaml, stages/answer.py). ``tune.first``
+    (``tune=true``) tunes the LR rule first."""
+    if s.answer is not None:
+        raise FlopsFitError("answer= names one run for `flops-fit train` (or `plan`) to train; "
+                            "find-optimal plans a sweep, so drop answer=.")
     if s.tune.first:
         tune_unless_tuned(s, console)
     train_command(s, console)
@@ -443,6 +452,9 @@ def find_optimal_command(s: Settings, console: Console) -> Result:
         console.print(_prediction_line(p), highlight=False)
         for line in describe_prediction(p):
             console.print(escape(line), highlight=False)
+        run_dir = check_run_dir(s.run_dir)
+        write_answer_file(run_dir, p, s.train, _model_cls_of(load_plan(run_dir), s),
+                          _example(s)[1], console)
     return result
 
 
