@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flops_fit.analysis import approach2, approach3, laws
-from flops_fit.analysis.sections import IsoflopSection, ParametricSection, Section
+from flops_fit.analysis import approach2, approach3, joint, laws
+from flops_fit.analysis.sections import IsoflopSection, JointSection, ParametricSection, Section
 from flops_fit.errors import FlopsFitError
 
 
@@ -45,6 +45,8 @@ APPROACHES: dict[str, Approach] = {a.name: a for a in (
     Approach("isoflop", "Approach 2 (IsoFLOP parabolas)", "the IsoFLOP power laws predict",
              IsoflopSection, approach2.build, laws.isoflop_curve, approach2.problem,
              approach2.warnings, approach2.describe),
+    Approach("joint", "Joint IsoFLOP fit", "the joint IsoFLOP fit predicts", JointSection,
+             joint.build, laws.joint_curve, joint.problem, joint.warnings, joint.describe),
 )}
 
 

@@ -33,6 +33,7 @@ from flops_fit import fitting
 from flops_fit.analysis.sections import (
     DictView,
     IsoflopSection,
+    JointSection,
     ParametricSection,
     PowerLawRecord,
     plain,
@@ -47,6 +48,7 @@ __all__ = [
     "evaluate",
     "parametric_curve",
     "isoflop_curve",
+    "joint_curve",
     "band",
     "parametric_surface",
     "residual_sigma",
@@ -263,7 +265,44 @@ def isoflop_curve(sec: IsoflopSection, compute: float | np.ndarray,
     return _curve(c, n, d, loss, ns, ds, ls, ci, "isoflop")
 
 
-def evaluate(section: ParametricSection | IsoflopSection, compute: float | np.ndarray,
+def joint_curve(sec: JointSection, compute: float | np.ndarray,
+                ci: float | None = None) -> LawCurve:
+    """The joint IsoFLOP fit at budgets ``compute`` (shape ``(K,)``, or a scalar).
+
+    ``N_opt = G C**a``, ``D_opt = C / (k N_opt)``, ``L_opt = E + A C**-gamma``; bands from the
+    stored parametric bootstrap through :class:`flops_fit.fitting.JointBootstrap` (percentiles
+    widened by ``t_dof / z`` and by the failed fraction). No bands when the fit is not
+    ``precise``. Raises :class:`FlopsFitError` when the fit is unavailable.
+    """
+    c, ci = _start(sec, compute, ci, f"The joint IsoFLOP fit is unavailable ({sec.message}); "
+                   "predict with another approach or train more runs.")
+    center = np.array([[math.nan if v is None else float(v) for v in
+                        (sec.E, sec.A, sec.gamma, sec.kappa, sec.G, sec.a)]])
+    k = sec.kappa_flops
+    n, d, loss = (fitting.joint_quantity(center, q, c, k)[0]
+                  for q in ("n_opt", "d_opt", "loss_opt"))
+    boot = sec.bootstrap
+    s = boot.samples() if boot is not None and sec.precise else None
+    bands: list[np.ndarray | None] = [None, None, None, None]
+    if s is not None:
+        jb = fitting.JointBootstrap(
+            samples=s, center=center[0], n_resamples=int(boot.n_resamples or len(s)),
+            n_failed=int(boot.n_failed or 0), ci=ci, dof=int(boot.extra.get("dof") or 1),
+            sigma=float(boot.extra.get("sigma") or 0.0), flops_per_param_token=k)
+        if jb.usable:
+            for j, q in enumerate(("n_opt", "d_opt", "loss_opt")):
+                lo, hi = np.asarray(jb.interval(q, c, ci)).reshape(2, -1)
+                bands[j] = np.stack([lo, hi], axis=1)
+            with np.errstate(all="ignore"):
+                tpp = jb.quantity("d_opt", c) / jb.quantity("n_opt", c)
+            bands[3] = band(tpp, ci)
+    with np.errstate(all="ignore"):
+        tpp_c = d / n
+    return LawCurve(c, n, d, loss, tpp_c, *bands, ci, "joint")
+
+
+def evaluate(section: ParametricSection | IsoflopSection | JointSection,
+             compute: float | np.ndarray,
              ci: float | None = None) -> LawCurve:
     """The section's law at budgets ``compute``: :func:`parametric_curve` or
     :func:`isoflop_curve` by the section's type."""
@@ -271,6 +310,8 @@ def evaluate(section: ParametricSection | IsoflopSection, compute: float | np.nd
         return parametric_curve(section, compute, ci)
     if isinstance(section, IsoflopSection):
         return isoflop_curve(section, compute, ci)
+    if isinstance(section, JointSection):
+        return joint_curve(section, compute, ci)
     raise TypeError(f"no law to evaluate in a {type(section).__name__}")
 
 

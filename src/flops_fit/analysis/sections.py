@@ -374,6 +374,61 @@ class ParametricSection(Section):
 
 
 @dataclass(eq=False)
+class JointSection(Section):
+    """The joint IsoFLOP fit (``joint``): one model for every run of the sweep,
+
+    ``L(N, C) = E + A C**-gamma (1 + kappa (ln N - ln N*(C))**2)``, ``N*(C) = G C**a``,
+    ``D*(C) = C / (k N*(C))`` (``k = flops_per_param_token``). ``precise`` is False when the
+    data cannot pin its intervals (``reason`` says why; no interval is then stored). ``floor``
+    is ``"free"`` or ``"forward-validated"`` (``floor_choice`` then holds the forward errors).
+    The bootstrap's columns are ``E, A, gamma, kappa, G, a``; its ``dof`` and ``sigma`` (the
+    residual sd of log loss) are in the block's extra keys.
+    """
+
+    _nested: ClassVar[dict[str, type[Section]]] = {
+        "n_opt": PowerLawRecord, "d_opt": PowerLawRecord, "budgets": BudgetMinimum,
+        "bootstrap": Bootstrap,
+    }
+
+    available: bool = False
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    precise: bool | None = None
+    reason: str = ""
+    form: str | None = None
+    E: float | None = None
+    A: float | None = None
+    gamma: float | None = None
+    kappa: float | None = None
+    G: float | None = None
+    a: float | None = None
+    b: float | None = None
+    floor: str | None = None
+    floor_choice: dict[str, Any] | None = None
+    flops_per_param_token: float | None = None
+    sigma: float | None = None
+    dof: int | None = None
+    n_points: int | None = None
+    ci_level: float | None = None
+    n_opt: PowerLawRecord | None = None
+    d_opt: PowerLawRecord | None = None
+    E_ci: Interval | None = None
+    gamma_ci: Interval | None = None
+    a_ci: Interval | None = None
+    b_ci: Interval | None = None
+    budgets: list[BudgetMinimum] = field(default_factory=list)
+    bootstrap: Bootstrap | None = None
+    extra: dict[str, Any] = _extra()
+    _keys: tuple[str, ...] | None = _keys()
+
+    @property
+    def kappa_flops(self) -> float:
+        """FLOPs per parameter and token (6 when unknown)."""
+        k = self.flops_per_param_token
+        return float(k) if k else 6.0
+
+
+@dataclass(eq=False)
 class Approach1Section(Section):
     """Approach 1: the envelope of the training curves, ``N_opt ~ C**a`` (``approach1``)."""
 

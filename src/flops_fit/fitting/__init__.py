@@ -25,7 +25,10 @@ Three estimators of the compute-optimal allocation, after Hoffmann et al. (2022)
 
 The package depends on nothing else in flops_fit; its modules are ``common`` (shared
 numerics), ``isoflop`` (Approach 2), ``parametric`` (Approach 3) and ``envelope``
-(Approach 1).
+(Approach 1), and:
+``joint`` -- the joint IsoFLOP fit (one model for all runs) and its parametric bootstrap;
+``floor`` -- the floor E chosen by leave-future-out validation, for the joint fit and Approach 3;
+``synthetic`` -- sweeps from known Chinchilla laws (calibration, precision forecast).
 """
 
 from __future__ import annotations
@@ -39,12 +42,27 @@ from flops_fit.fitting.common import (
     serial_blas,
 )
 from flops_fit.fitting.envelope import EnvelopeFit, fit_endpoint_envelope, fit_envelope
+from flops_fit.fitting.floor import (
+    FloorChoice,
+    choose_floor,
+    fit_joint_floor,
+    fit_parametric_floor,
+)
 from flops_fit.fitting.isoflop import (
     BudgetOptimum,
     IsoFlopBootstrap,
     IsoFlopFit,
     fit_isoflop,
     isoflop_optima,
+)
+from flops_fit.fitting.joint import (
+    JOINT_PARAM_NAMES,
+    JointBootstrap,
+    JointBudget,
+    JointFit,
+    bootstrap_joint,
+    fit_joint,
+    joint_quantity,
 )
 from flops_fit.fitting.parametric import (
     ParametricBootstrap,
@@ -53,6 +71,14 @@ from flops_fit.fitting.parametric import (
     fit_parametric,
     optimal_allocation,
     parametric_loss,
+)
+from flops_fit.fitting.synthetic import (
+    ChinchillaLaw,
+    Design,
+    PrecisionForecast,
+    Sweep,
+    forecast_precision,
+    simulate_sweep,
 )
 
 __all__ = [
@@ -76,4 +102,21 @@ __all__ = [
     "parametric_loss",
     "percentile_interval",
     "serial_blas",
+    "ChinchillaLaw",
+    "Design",
+    "FloorChoice",
+    "JOINT_PARAM_NAMES",
+    "JointBootstrap",
+    "JointBudget",
+    "JointFit",
+    "PrecisionForecast",
+    "Sweep",
+    "bootstrap_joint",
+    "choose_floor",
+    "fit_joint",
+    "joint_quantity",
+    "fit_joint_floor",
+    "fit_parametric_floor",
+    "forecast_precision",
+    "simulate_sweep",
 ]

@@ -11,10 +11,10 @@ import numpy as np
 from flops_fit.fitting.common import (
     PowerLaw,
     as_positive_array,
-    nanstd,
-    serial,
     fit_power_law,
+    nanstd,
     percentile_interval,
+    serial,
 )
 
 # --------------------------------------------------------------------------------------------

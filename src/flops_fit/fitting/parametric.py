@@ -11,13 +11,13 @@ import numpy as np
 from scipy.optimize import minimize
 
 from flops_fit.fitting.common import (
-    LOG_TERM_SPAN,
     EXPONENT_BOUNDS,
+    LOG_TERM_SPAN,
     PARAM_NAMES,
     as_positive_array,
     nanstd,
-    serial,
     percentile_interval,
+    serial,
 )
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,208 @@
+"""Calibration of the 95% intervals on synthetic sweeps drawn from known Chinchilla laws.
+
+Usage::
+
+    python benchmarks/calibration.py [--designs default,dense] [--noise 0.005,0.01,0.02]
+        [--sweeps 200] [--bootstrap 200] [--jobs 2] [--estimators A2,joint,joint+floor,A3,A3+floor]
+    python benchmarks/calibration.py --quick     # 20 sweeps, 50 resamples, default design, 1%
+
+Each sweep draws a law with ``flops_fit.fitting.synthetic.draw_law`` (E in [0.6, 2], alpha and
+beta in [0.25, 0.6], the true optimum at 30-300 tokens/parameter at the middle budget, reducible
+loss 0.4-1.5 nats there), simulates the design's runs with log-normal noise, and asks every
+estimator for its 95% interval of the exponent a, of N_opt and of the optimal loss at 10x the
+largest budget. Estimators:
+
+* ``A2``: today's per-budget parabolas (``fit_isoflop``, case bootstrap within budgets);
+* ``joint``: the joint IsoFLOP fit, free floor (``fit_joint``, parametric bootstrap);
+* ``joint+floor``: the joint fit with the forward-validated floor (``fit_joint_floor``);
+* ``A3``: Approach 3 with a free floor (``fit_parametric`` + ``bootstrap_parametric``);
+* ``A3+floor``: Approach 3 with the forward-validated floor (``fit_parametric_floor``).
+
+Printed per design, noise and estimator: sweeps with an interval / all (an estimator that
+declines to give one is counted here, not in the coverage), coverage of the truth (a, N_opt,
+loss), median interval width (a: hi - lo; N_opt: hi / lo; loss: (hi - lo) / truth), median
+error of the point estimate (a: absolute; N_opt and loss: relative, %), and the share of
+bootstrap resamples that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from flops_fit.fitting import (  # noqa: E402
+    bootstrap_parametric,
+    fit_isoflop,
+    fit_parametric,
+    optimal_allocation,
+    parametric_loss,
+    percentile_interval,
+)
+from flops_fit.fitting.floor import fit_joint_floor, fit_parametric_floor  # noqa: E402
+from flops_fit.fitting.joint import fit_joint  # noqa: E402
+from flops_fit.fitting.synthetic import DESIGNS, random_sweep  # noqa: E402
+
+ESTIMATORS = ("A2", "joint", "joint+floor", "A3", "A3+floor")
+QUANTITIES = ("a", "n_opt", "loss_opt")
+NAN3 = {q: (math.nan, math.nan, math.nan) for q in QUANTITIES}  # (point, lo, hi)
+
+
+def _a2(sw, C, B, seed):
+    fit = fit_isoflop(sw.budget, sw.n, sw.d, sw.loss, sw.c, n_bootstrap=B, seed=seed)
+    if not fit.available or fit.bootstrap is None or fit.loss_opt is None:
+        return NAN3, 0, B
+    s = fit.bootstrap.samples
+    n_s = np.exp(s[:, 0] + s[:, 1] * math.log(C))
+    l_s = np.exp(s[:, 4] + s[:, 5] * math.log(C))
+    out = {"a": (fit.n_opt.exponent, *percentile_interval(s[:, 1])),
+           "n_opt": (float(fit.n_opt(C)), *percentile_interval(n_s)),
+           "loss_opt": (float(fit.loss_opt(C)), *percentile_interval(l_s))}
+    return out, fit.bootstrap.n_failed, B
+
+
+def _joint(fit, C, B):
+    if not fit.available or not fit.precise or fit.bootstrap is None:
+        return NAN3, (fit.bootstrap.n_failed if fit.bootstrap else 0), B
+    out = {"a": (fit.a, *fit.interval("a")),
+           "n_opt": (fit.n_opt(C), *fit.interval("n_opt", C)),
+           "loss_opt": (fit.loss_opt(C), *fit.interval("loss_opt", C))}
+    return out, fit.bootstrap.n_failed, B
+
+
+def _a3(fit, boot, C):
+    s = boot.samples
+    n_s, d_s = optimal_allocation(C, s[:, 1], s[:, 2], s[:, 3], s[:, 4])
+    l_s = parametric_loss(n_s, d_s, *(s[:, j] for j in range(5)))
+    n0, d0 = fit.allocation(C)
+    out = {"a": (fit.a, *boot.interval("a")),
+           "n_opt": (float(n0), *percentile_interval(n_s)),
+           "loss_opt": (float(fit.predict(n0, d0)), *percentile_interval(l_s))}
+    return out, boot.n_failed, boot.n_resamples
+
+
+def one_sweep(job):
+    """Every estimator on one sweep: ``{estimator: (results, n_failed, n_resamples, seconds)}``."""
+    design_name, noise, seed, B, estimators = job
+    design = DESIGNS[design_name]
+    sw = random_sweep(design, noise, seed)
+    C = design.target_budget
+    res = {"truth": sw.truth(C)}
+    for est in estimators:
+        t = time.perf_counter()
+        try:
+            if est == "A2":
+                r = _a2(sw, C, B, seed)
+            elif est == "joint":
+                r = _joint(fit_joint(sw.budget, sw.n, sw.d, sw.loss, sw.c, n_bootstrap=B,
+                                     seed=seed), C, B)
+            elif est == "joint+floor":
+                r = _joint(fit_joint_floor(sw.budget, sw.n, sw.d, sw.loss, sw.c, n_bootstrap=B,
+                                           seed=seed), C, B)
+            elif est == "A3":
+                fit = fit_parametric(sw.n, sw.d, sw.loss)
+                r = _a3(fit, bootstrap_parametric(fit, sw.n, sw.d, sw.loss, n_resamples=B,
+                                                  seed=seed), C)
+            else:
+                fit, boot, _ = fit_parametric_floor(sw.budget, sw.n, sw.d, sw.loss,
+                                                    n_bootstrap=B, seed=seed)
+                r = _a3(fit, boot, C)
+        except Exception as exc:  # a crash is a result too: no interval
+            print(f"{est} crashed on seed {seed}: {exc!r}", file=sys.stderr)
+            r = (NAN3, 0, 0)
+        res[est] = (*r, time.perf_counter() - t)
+    return res
+
+
+def summarise(results: list[dict], est: str) -> dict:
+    truth = [r["truth"] for r in results]
+    rows = [r[est] for r in results]
+    out = {"n": len(rows), "failed": sum(r[1] for r in rows),
+           "resamples": max(sum(r[2] for r in rows), 1), "seconds": sum(r[3] for r in rows)}
+    for q in QUANTITIES:
+        pt = np.array([r[0][q][0] for r in rows], dtype=float)
+        lo = np.array([r[0][q][1] for r in rows], dtype=float)
+        hi = np.array([r[0][q][2] for r in rows], dtype=float)
+        tr = np.array([t[q] for t in truth])
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        out[f"avail_{q}"] = int(ok.sum())
+        out[f"cov_{q}"] = float(np.mean((lo[ok] <= tr[ok]) & (tr[ok] <= hi[ok]))) if ok.any() \
+            else math.nan
+        with np.errstate(all="ignore"):
+            if q == "a":
+                width, err = hi - lo, np.abs(pt - tr)
+            elif q == "n_opt":
+                width, err = hi / lo, 100 * np.abs(pt / tr - 1)
+            else:
+                width, err = (hi - lo) / tr, 100 * np.abs(pt / tr - 1)
+        out[f"w_{q}"] = float(np.median(width[ok])) if ok.any() else math.nan
+        fin = np.isfinite(err)
+        out[f"e_{q}"] = float(np.median(err[fin])) if fin.any() else math.nan
+    return out
+
+
+def fmt_table(blocks: list[tuple[str, float, str, dict]]) -> str:
+    head = ("| design | noise | estimator | with interval | cover a | cover N_opt | cover loss "
+            "| width a | width N_opt (hi/lo) | width loss | err a | err N_opt | err loss "
+            "| failed resamples | s/sweep |")
+    lines = [head, "|" + "---|" * 15]
+    for design, noise, est, s in blocks:
+        lines.append(
+            f"| {design} | {noise:.1%} | {est} | {s['avail_n_opt']}/{s['n']} "
+            f"| {s['cov_a']:.1%} | {s['cov_n_opt']:.1%} | {s['cov_loss_opt']:.1%} "
+            f"| {s['w_a']:.3f} | {s['w_n_opt']:.2f}x | {s['w_loss_opt']:.2%} "
+            f"| {s['e_a']:.3f} | {s['e_n_opt']:.1f}% | {s['e_loss_opt']:.2f}% "
+            f"| {s['failed'] / s['resamples']:.1%} | {s['seconds'] / s['n']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--designs", default="default,dense")
+    p.add_argument("--noise", default="0.005,0.01,0.02")
+    p.add_argument("--sweeps", type=int, default=200)
+    p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="first sweep seed")
+    p.add_argument("--estimators", default=",".join(ESTIMATORS))
+    p.add_argument("--quick", action="store_true",
+                   help="20 sweeps, 50 resamples, default design, 1%% noise")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.designs, a.noise, a.sweeps, a.bootstrap = "default", "0.01", 20, 50
+    estimators = tuple(e for e in a.estimators.split(",") if e)
+    unknown = set(estimators) - set(ESTIMATORS)
+    if unknown:
+        p.error(f"unknown estimator(s) {sorted(unknown)}; known: {', '.join(ESTIMATORS)}")
+    blocks = []
+    t0 = time.time()
+    for design in a.designs.split(","):
+        for noise in (float(x) for x in a.noise.split(",")):
+            jobs = [(design, noise, a.seed + i, a.bootstrap, estimators) for i in range(a.sweeps)]
+            t = time.time()
+            if a.jobs > 1:
+                with Pool(a.jobs) as pool:
+                    results = pool.map(one_sweep, jobs, chunksize=4)
+            else:
+                results = [one_sweep(j) for j in jobs]
+            for est in estimators:
+                blocks.append((design, noise, est, summarise(results, est)))
+            print(f"# {design}, noise {noise:.1%}: {a.sweeps} sweeps in {time.time() - t:.0f} s",
+                  file=sys.stderr, flush=True)
+            print(fmt_table(blocks[-len(estimators):]), flush=True)
+    print(f"\n## all ({a.sweeps} sweeps each, {a.bootstrap} resamples, target 10x the largest "
+          f"budget; {time.time() - t0:.0f} s)\n")
+    print(fmt_table(blocks))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
