@@ -77,7 +77,9 @@ def _config_problem(exc: OmegaConfBaseException) -> str:
     text = " ".join(str(getattr(exc, "msg", None) or exc).split())
     missing = re.search(r"Missing mandatory value: ([\w.]+)", text)
     if missing:
-        key = missing.group(1)
+        key, full = missing.group(1), str(getattr(exc, "full_key", "") or "")
+        if full.endswith("." + key):  # the key itself was left unset: name it in full
+            key = full
         return f"{key} has no value; set it on the command line, e.g. {key}=<value>."
     env = re.search(r"Environment variable '([^']+)' not found", text)
     if env:

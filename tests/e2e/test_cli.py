@@ -99,8 +99,8 @@ BAD = [
     (["budgets.values=[nan]"], "finite positive"),
     (["budgets.values=[lots]"], "not a number"),
     (["trian.lr=1"], "Could not override 'trian.lr'"),
-    (["train.lr_bse=1"], "Could not override 'train.lr_bse'"),
-    (["dataset=text_files"], "incomplete"),
+    (["train.lr_bse=1"], "train has no key 'lr_bse'; did you mean 'lr_base'?"),
+    (["dataset=text_files"], "dataset.path has no value; set it on the command line"),
 ]
 
 

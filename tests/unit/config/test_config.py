@@ -64,5 +64,5 @@ def test_interpolations_tie_groups_together():
 
 def test_missing_dataset_path_is_one_sentence():
     cfg = _compose("plan", ["dataset=text_files", "run_dir=/tmp/x"])
-    with pytest.raises(FlopsFitError, match="incomplete"):
+    with pytest.raises(FlopsFitError, match="dataset.path has no value"):
         settings_from_cfg(cfg)
