@@ -48,6 +48,7 @@ from flops_fit.analysis.analyzer import AnalysisConfig  # noqa: E402
 from flops_fit.fitting import (  # noqa: E402
     bootstrap_parametric,
     fit_isoflop,
+    fit_joint,
     fit_parametric,
     optimal_allocation,
     parametric_loss,
@@ -109,8 +110,8 @@ def holdout_part(path: Path) -> None:
     print("## Held-out budgets of the reference (runs grouped into Hoffmann's nine budgets; "
           "error = predicted / the held-out budget's own parabola minimum - 1)\n")
     print("| fitted on budgets | predicted budget | x beyond | Approach 2 N_opt | Approach 2 loss "
-          "| Approach 3 N_opt | Approach 3 loss |")
-    print("|---|---|---|---|---|---|---|")
+          "| Approach 3 N_opt | Approach 3 loss | joint N_opt | joint loss |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for target in (3e21, 1e21):
         ref = own[target]
         at = float(np.exp(np.mean(np.log(c[budget == target]))))
@@ -121,13 +122,17 @@ def holdout_part(path: Path) -> None:
             iso = fit_isoflop(budget[m], n[m], d[m], loss[m], c[m])
             par = fit_parametric(n[m], d[m], loss[m], loss_type=cfg.loss,
                                  huber_delta=cfg.huber_delta)  # the shipped Approach 3
+            joint = fit_joint(budget[m], n[m], d[m], loss[m], c[m])
             pn, pd = par.allocation(at)
             errs = (float(iso.n_opt(at)) / ref.optimal_params - 1,
                     float(iso.loss_opt(at)) / ref.optimal_loss - 1,
                     float(pn) / ref.optimal_params - 1,
-                    float(par.predict(pn, pd)) / ref.optimal_loss - 1)
+                    float(par.predict(pn, pd)) / ref.optimal_loss - 1,
+                    float(joint.n_opt(at)) / ref.optimal_params - 1,
+                    float(joint.loss_opt(at)) / ref.optimal_loss - 1)
             print(f"| 6e18..{cut:.0e} | {target:.0e} | {at / cut:.1f} | {errs[0]:+.1%} | "
-                  f"{errs[1]:+.2%} | {errs[2]:+.1%} | {errs[3]:+.2%} |")
+                  f"{errs[1]:+.2%} | {errs[2]:+.1%} | {errs[3]:+.2%} | {errs[4]:+.1%} | "
+                  f"{errs[5]:+.2%} |")
     print()
 
 

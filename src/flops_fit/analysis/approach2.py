@@ -16,6 +16,8 @@ from flops_fit.config import AnalysisConfig
 
 #: budgets with fewer distinct sizes have no parabola
 MIN_SIZES_PER_BUDGET = 3
+#: power laws through fewer interior minima get no interval (no residual degrees of freedom)
+MIN_LAW_POINTS = 3
 
 
 def build(runs: Any, cfg: AnalysisConfig, kappa: float) -> IsoflopSection:
@@ -42,6 +44,16 @@ def build(runs: Any, cfg: AnalysisConfig, kappa: float) -> IsoflopSection:
                 b[f"{key}_ci"] = fitting.percentile_interval(arr[:, j], cfg.ci)
         budgets.append(b)
     s = boot.samples if boot is not None else None
+    warnings = list(fit.warnings)
+    n_used = sum(1 for b in budgets if b["used"])
+    if fit.available and n_used < MIN_LAW_POINTS:
+        # a line through two minima has no residual degrees of freedom: its bootstrap only
+        # re-draws those two points, so an interval from it would claim what the data cannot
+        s = boot = None
+        warnings.append(
+            f"Approach 2's power laws run through only {n_used} interior budgets, which leaves "
+            "no residual degrees of freedom, so they carry no interval; add budgets or widen "
+            "the sizes so that at least three budgets have their minimum inside.")
 
     def law(fitted: fitting.PowerLaw | None, j: int) -> dict[str, Any] | None:
         return law_record(fitted, s[:, j] if s is not None else None,
@@ -50,7 +62,7 @@ def build(runs: Any, cfg: AnalysisConfig, kappa: float) -> IsoflopSection:
     return IsoflopSection.from_dict(plain({
         "available": fit.available,
         "message": fit.message,
-        "warnings": fit.warnings,
+        "warnings": warnings,
         "n_opt": law(fit.n_opt, 0),
         "d_opt": law(fit.d_opt, 2),
         "loss_opt": law(fit.loss_opt, 4),

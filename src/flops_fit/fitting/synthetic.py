@@ -42,9 +42,13 @@ class Design:
     span: float = 4.0
     tokens_per_param: float = 100.0
     name: str = ""
+    #: the exact parameter counts of each budget (a real plan's), instead of the rule above
+    planned: tuple[tuple[float, ...], ...] | None = None
 
     def sizes(self, C: float) -> np.ndarray:
-        """``(sizes_per_budget,)`` parameter counts planned at budget C."""
+        """The parameter counts planned at budget C."""
+        if self.planned is not None:
+            return np.asarray(self.planned[self.budgets.index(C)], dtype=float)
         centre = math.sqrt(C / (FLOPS_PER_PARAM_TOKEN * self.tokens_per_param))
         steps = np.linspace(-0.5, 0.5, self.sizes_per_budget)
         return centre * self.span ** steps
@@ -160,8 +164,10 @@ def simulate_sweep(design: Design, law: ChinchillaLaw, noise: float,
     Every run spends exactly its budget: ``D = C / (6 N)``, ``c = C``.
     """
     rng = np.random.default_rng(seed)
-    budget = np.repeat(np.asarray(design.budgets, dtype=float), design.sizes_per_budget)
-    n = np.concatenate([design.sizes(C) for C in design.budgets])
+    sizes = [design.sizes(C) for C in design.budgets]
+    budget = np.concatenate([np.full(len(s), C) for C, s in zip(design.budgets, sizes,
+                                                                   strict=True)])
+    n = np.concatenate(sizes)
     d = budget / (FLOPS_PER_PARAM_TOKEN * n)
     clean = np.asarray(law.loss(n, d))
     loss = clean * np.exp(noise * rng.standard_normal(clean.size))
@@ -248,3 +254,13 @@ def design_from(budgets: Sequence[float], sizes_per_budget: int = 4, span: float
     """A :class:`Design` from plain values (budgets in FLOPs)."""
     return Design(tuple(float(b) for b in budgets), int(sizes_per_budget), float(span),
                   float(tokens_per_param))
+
+
+def design_of_runs(budgets: Sequence[float], params: Sequence[float]) -> Design:
+    """The :class:`Design` of a real plan: one entry per run, its budget (FLOPs) and N."""
+    by: dict[float, list[float]] = {}
+    for c, n in zip(budgets, params, strict=True):
+        by.setdefault(float(c), []).append(float(n))
+    keys = tuple(sorted(by))
+    return Design(keys, max(len(v) for v in by.values()), name="plan",
+                  planned=tuple(tuple(sorted(by[k])) for k in keys))

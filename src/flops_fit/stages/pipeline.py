@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from flops_fit.analysis.analyzer import run_analysis
 from flops_fit.analysis.approaches import approach
+from flops_fit.analysis.forecast import forecast, forecast_lines
 from flops_fit.analysis.realise import describe as describe_prediction
 from flops_fit.config import CustomDatasetConfig, DatasetConfig, PredictConfig, Settings
 from flops_fit.config.reading import class_path, import_model_class
@@ -213,6 +214,15 @@ def print_estimate(s: Settings, plan: SweepPlan, console: Console) -> None:
                             train, s.estimate, console)
     for line in estimate_lines(plan, s.train, probes, device):
         console.print(escape(line), highlight=False)
+    if s.estimate.forecast and plan.runs:
+        largest = max(r.compute_budget for r in plan.runs)
+        target = s.predict.budget_for(largest) or 100.0 * largest
+        lay = Layout(check_run_dir(s.run_dir))
+        f = forecast([r.compute_budget for r in plan.runs], [r.num_params for r in plan.runs],
+                     target, s.estimate.noise, s.budgets.tokens_per_param,
+                     lay.laws)
+        for line in forecast_lines(f):
+            console.print(escape(line), highlight=False)
 
 
 def extend_stage(s: Settings, plan: SweepPlan, console: Console,

@@ -1,0 +1,83 @@
+"""How precise a sweep's answer will be, before it is trained: the precision forecast of ``plan``.
+
+The plan's own runs (each budget's real parameter counts) are simulated under a prior law with
+the run noise, fitted jointly with a parametric bootstrap (:mod:`flops_fit.fitting.synthetic`),
+and the median 95% interval widths reported: N_opt (hi/lo), the loss (relative) and the
+exponent a. The prior law is the run directory's current parametric fit when it has a usable
+one; otherwise a stated default (:data:`PRIOR`), placed so that its optimum sits at the
+planner's prior tokens per parameter at the middle budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from flops_fit.analysis.scaling_analysis import ScalingAnalysis
+from flops_fit.errors import FlopsFitError
+from flops_fit.fitting.synthetic import (
+    ChinchillaLaw,
+    PrecisionForecast,
+    design_of_runs,
+    forecast_precision,
+    law_from_optimum,
+)
+
+#: the prior law's E, alpha, beta and reducible loss at the middle budget (nats/token), as the
+#: byte-level CPU sweeps fitted them (Approach 3: E 0.85-1.2, alpha ~0.35, beta ~0.45)
+PRIOR = {"E": 1.0, "alpha": 0.35, "beta": 0.45, "reducible": 0.8}
+#: simulated sweeps and bootstrap resamples per forecast (about 5 s on two CPU cores)
+N_SIMS, N_BOOTSTRAP = 16, 80
+
+
+@dataclass
+class Forecast:
+    """The forecast at ``target`` FLOPs, with where its prior law and noise came from."""
+
+    target: float
+    widths: PrecisionForecast
+    prior: str
+    noise: float
+
+
+def prior_law(analysis_path: Path | None, middle: float, tokens_per_param: float
+              ) -> tuple[ChinchillaLaw, str]:
+    """The run directory's usable parametric fit, else the default prior; and its name."""
+    if analysis_path is not None and analysis_path.is_file():
+        try:
+            par = ScalingAnalysis.from_json(analysis_path).parametric
+        except FlopsFitError:
+            par = None
+        if par is not None and par.available and not par.degenerate:
+            E, A, B, alpha, beta = par.params
+            if all(math.isfinite(v) and v > 0 for v in (A, B, alpha, beta)):
+                return ChinchillaLaw(E, A, B, alpha, beta), "this run directory's parametric fit"
+    law = law_from_optimum(PRIOR["E"], PRIOR["alpha"], PRIOR["beta"], middle,
+                           tokens_per_param, PRIOR["reducible"])
+    return law, (f"a default prior law (E {PRIOR['E']:g}, alpha {PRIOR['alpha']:g}, beta "
+                 f"{PRIOR['beta']:g}, optimum at {tokens_per_param:g} tokens/param)")
+
+
+def forecast(budgets: list[float], params: list[float], target: float, noise: float,
+             tokens_per_param: float, analysis_path: Path | None = None) -> Forecast:
+    """Forecast the 95% interval widths at ``target`` of a plan whose run ``i`` has budget
+    ``budgets[i]`` and ``params[i]`` parameters, under run noise ``noise`` (sd of log loss)."""
+    design = design_of_runs(budgets, params)
+    law, prior = prior_law(analysis_path, design.middle_budget, tokens_per_param)
+    widths = forecast_precision(design, noise, law, target_compute=target, n_sims=N_SIMS,
+                                n_bootstrap=N_BOOTSTRAP)
+    return Forecast(target, widths, prior, noise)
+
+
+def forecast_lines(f: Forecast) -> list[str]:
+    """The forecast as ``plan`` prints it."""
+    w = f.widths
+    if w.n_imprecise * 2 > w.n_sims:
+        return [f"Precision forecast: in {w.n_imprecise} of {w.n_sims} simulated sweeps the "
+                "joint fit could not pin its intervals (too few budgets with the optimum "
+                "inside their sizes); add budgets or sizes."]
+    return [f"Precision forecast at C={f.target:.3g} (95%, simulated: {w.n_sims} sweeps of "
+            f"this plan, {100 * f.noise:g}% run noise, {f.prior}): N_opt within "
+            f"{w.n_opt_width:.2f}x (hi/lo), loss within {100 * w.loss_width:.1f}%, exponent a "
+            f"within {w.a_width:.3f}."]
