@@ -18,7 +18,6 @@ from typing import Any
 import torch.nn as nn
 from rich.console import Console
 
-from flops_fit.config.reading import class_path
 from flops_fit.config import (
     AnalysisConfig,
     BudgetsConfig,
@@ -28,6 +27,7 @@ from flops_fit.config import (
     TrainConfig,
     TuneConfig,
 )
+from flops_fit.config.reading import class_path
 from flops_fit.planning.contracts import validate_loss_fn
 from flops_fit.planning.planner import SweepPlan, default_size_grid
 from flops_fit.result import Result
@@ -94,7 +94,8 @@ def find_optimal(
         sizes: candidate size values (default: the config's range for the default GPT, else
             1..64, then ~4% steps up to 65536).
         sizes_per_budget, span, tokens_per_param, min_steps, exponent: as ``budgets.*``.
-        train_config: batch size, schedule, device, ... (:class:`flops_fit.config.settings.TrainConfig`).
+        train_config: batch size, schedule, device, ...
+        (:class:`flops_fit.config.settings.TrainConfig`).
         analysis_config: :class:`flops_fit.config.settings.AnalysisConfig`.
         predict_budget: the budget the report predicts for (default: 100x the largest).
         overwrite: re-plan a run directory whose results come from another plan.

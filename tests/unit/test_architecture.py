@@ -115,7 +115,9 @@ def test_imports_go_down_the_layer_table_function_local_ones_included():
 
 def test_a_planted_upward_import_fails_the_layer_check():
     # a function-local import of the stages from the planner: the check must see it
-    planted = "def f():\n    from flops_fit.stages.pipeline import make_plan\n    return make_plan\n"
+    planted = ("def f():\n"
+               "    from flops_fit.stages.pipeline import make_plan\n"
+               "    return make_plan\n")
     found = layer_violations("flops_fit.planning.planner", planted, set(MODULES))
     assert found == ["flops_fit.planning.planner imports flops_fit.stages.pipeline "
                      "(layer 8 >= 3)"]

@@ -2,9 +2,12 @@
 
 :class:`ScalingLawAnalyzer` reads the run records, keeps the completed runs with a finite
 positive loss (every other record is listed with the reason it was dropped), fits Chinchilla's
-Approaches 1-3 (:mod:`flops_fit.fitting`, into the typed sections of :mod:`flops_fit.analysis.sections`
-via :mod:`flops_fit.analysis.scaling_analysis`) with bootstrap intervals, and writes the fit with its
-provenance atomically. :class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis` (re-exported here) is what
+Approaches 1-3 (:mod:`flops_fit.fitting`, into the typed sections of
+:mod:`flops_fit.analysis.sections`
+via :mod:`flops_fit.analysis.scaling_analysis`) with bootstrap intervals, and writes the fit with
+its
+provenance atomically. :class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis` (re-exported
+here) is what
 the file holds. :func:`run_analysis` is the stage as called by ``flops-fit analyze``: it also
 prints the laws and the table (:mod:`flops_fit.analysis.text`) and appends a line to
 ``analysis/history.jsonl``.

@@ -1,6 +1,7 @@
 """Text of the analysis: ``describe()``, the Chinchilla table, ``flops-fit analyze``'s output.
 
-Formatting only: every number comes from a :class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis` or its
+Formatting only: every number comes from a
+:class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis` or its
 :class:`~flops_fit.analysis.laws.Prediction` objects.
 """
 

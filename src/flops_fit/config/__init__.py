@@ -6,7 +6,6 @@ dataset kind, :mod:`.settings` the :class:`Settings` that holds them all, and :m
 the checked reading of a plain mapping into a dataclass.
 """
 
-from flops_fit.config.settings import Settings, settings_from_mapping
 from flops_fit.config.datasets import (
     DATASET_CLASSES,
     AnyDatasetConfig,
@@ -16,6 +15,7 @@ from flops_fit.config.datasets import (
     TokensDatasetConfig,
     dataset_class,
 )
+from flops_fit.config.settings import Settings, settings_from_mapping
 from flops_fit.config.stages import (
     PREDICT_MULTIPLE,
     VALIDATE_MULTIPLE,

@@ -1,7 +1,8 @@
 """Reading settings: a plain mapping into a config dataclass (each value's type checked), and
 classes named by ``_target_`` (imported, and checked before anything is called).
 
-Used by :mod:`flops_fit.config.settings` for the config groups and by :mod:`flops_fit.planning.planner` for
+Used by :mod:`flops_fit.config.settings` for the config groups and by
+:mod:`flops_fit.planning.planner` for
 plan.json, which is read as untrusted data.
 """
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
-from flops_fit.config.reading import import_object
 from flops_fit.config import CustomDatasetConfig
+from flops_fit.config.reading import import_object
 from flops_fit.data.source import Batch, DataSource
 from flops_fit.errors import FlopsFitError
 from flops_fit.planning.contracts import validate_dataset

@@ -1,7 +1,8 @@
 """The run directory: atomic JSON writes, checked JSON reads, locks, and the results.json rebuild.
 
 The files and their names are listed in :mod:`flops_fit.rundir.layout`; the run records are
-:class:`~flops_fit.rundir.records.RunRecord`. ``results.json`` holds every planned run's record, rebuilt
+:class:`~flops_fit.rundir.records.RunRecord`. ``results.json`` holds every planned run's record,
+rebuilt
 from ``runs/*/result.json`` under a lock; a run's checkpoint is deleted when the run completes.
 
 Every file that another process may read is written to a temporary file in the same folder,

@@ -19,7 +19,8 @@
     answer.yaml                    find-optimal's answer as a launchable run (records.py),
                                    trained alone by `flops-fit train answer=...`
     plots/*.png|svg, report.html   the pictures
-    tensorboard/, mlruns/, wandb/  train.loggers (training/tracking/loggers.py); ids in runs/<id>/trackers.json
+    tensorboard/, mlruns/, wandb/  train.loggers (training/tracking/loggers.py); ids in
+    runs/<id>/trackers.json
     data/<key>/                    tokenized data cache (dataset.tokenizer=bpe, dataset=hf):
         tokenizer.json             the trained BPE (Hugging Face tokenizers format)
         train.bin, val.bin         token ids, memory-mapped like dataset=tokens
@@ -54,7 +55,7 @@ VALIDATION_FILE = "validation.json"
 VALIDATION_DIR = "validation"
 PLOTS_DIR = "plots"
 REPORT_FILE = "report.html"
-TENSORBOARD_DIR = "tensorboard"  # <run_dir>/tensorboard/<run_id>: event files (training/tracking/loggers.py)
+TENSORBOARD_DIR = "tensorboard"  # <run_dir>/tensorboard/<run_id>: event files (tracking/loggers.py)
 TRACKERS_FILE = "trackers.json"  # runs/<run_id>/ and analysis/: the loggers' entry ids
 DATA_DIR = "data"
 TOKENIZER_FILE = "tokenizer.json"

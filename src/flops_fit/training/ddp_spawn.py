@@ -27,7 +27,7 @@ from flops_fit.rundir import io as rundir
 from flops_fit.rundir.layout import CHECKPOINT_FILE
 from flops_fit.training import devices
 from flops_fit.training.distributed import init_group
-from flops_fit.training.runner import TrainingRunner, Diverged
+from flops_fit.training.runner import Diverged, TrainingRunner
 from flops_fit.training.schedule import Schedule
 
 

@@ -27,7 +27,8 @@ Rules for one run (the same for every run of a sweep, so runs differ only in siz
   from it and ends exactly where an uninterrupted run would. Completed and diverged runs are
   never trained again unless ``force``; failed runs are retried (the cause may be gone).
 
-The sweep over a plan's runs (shards, locks, results.json) is :func:`flops_fit.training.sweep.train_stage`,
+The sweep over a plan's runs (shards, locks, results.json) is
+:func:`flops_fit.training.sweep.train_stage`,
 also importable from here.
 """
 
@@ -56,7 +57,7 @@ from flops_fit.planning.contracts import validate_loss_fn
 from flops_fit.planning.planner import RunSpec
 from flops_fit.rundir import io as rundir
 from flops_fit.rundir.layout import CHECKPOINT_FILE, METRICS_FILE
-from flops_fit.rundir.records import FINAL_STATUSES, MetricsLine, read_metrics
+from flops_fit.rundir.records import MetricsLine, read_metrics
 from flops_fit.training import interrupts
 from flops_fit.training.devices import ThreadTuner, cpu_threads, resolve_device, use_compile
 from flops_fit.training.distributed import current_world
@@ -65,7 +66,6 @@ from flops_fit.training.record import run_record, run_seed
 from flops_fit.training.schedule import Schedule, lr_for_size, make_optimizer, trajectory_keys
 from flops_fit.training.tracking.loggers import RunTracker, run_hparams
 from flops_fit.training.trunks import seed_key
-
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 CHECKPOINT_FORMAT = 1
@@ -203,7 +203,8 @@ class TrainingRunner:
 
         ``start=(trunk_id, branch checkpoint)``: a run without a checkpoint of its own starts
         there (its trunk's state at its branch point) instead of at step 0. ``flops_spent``: the
-        FLOPs executed for this run (:func:`flops_fit.training.trunks.flops_spent`; default its own).
+        FLOPs executed for this run (:func:`flops_fit.training.trunks.flops_spent`; default its
+        own).
         """
         run_dir = Path(run_dir)
         rdir = rundir.run_path(run_dir, spec.run_id)

@@ -7,7 +7,8 @@
 * **Done runs.** Completed and diverged runs are skipped unless ``train.force``; failed runs
   are retried. ``results.json`` is rebuilt after every run (:func:`rundir.rebuild_results`).
 * **Reuse** (``train.schedule=wsd train.reuse=true``). The plan's runs form trunks
-  (:mod:`flops_fit.training.trunks`); shards split the trunks, balanced by compute. One process trains a
+  (:mod:`flops_fit.training.trunks`); shards split the trunks, balanced by compute. One process
+  trains a
   trunk under ``trunks/<trunk_id>/.train.lock``: up to each branch point (checkpointed as
   ``branch-<step>.pt``), then that run's cooldown from there. Killed anywhere, a restart resumes
   the run's own checkpoint, or the trunk from its latest checkpoint; a finished run is never

@@ -1,7 +1,8 @@
 """Training a shared trunk (``train.reuse=true``): :class:`TrunkRunner`.
 
 A trunk is the common start of a size's wsd runs: warm-up, then the constant peak LR
-(:mod:`flops_fit.training.trunks`). It trains as its longest run, under the trunk's id, so it has that
+(:mod:`flops_fit.training.trunks`). It trains as its longest run, under the trunk's id, so it has
+that
 run's seed, init, data order and LR, and stops at a branch point before any cooldown; its
 state there (``trunks/<trunk_id>/branch-<step>.pt``) is where each run's cooldown starts
 (``TrainingRunner.run(spec, run_dir, start=(trunk_id, branch checkpoint))``).

@@ -1,7 +1,8 @@
 """Reusable wsd sweeps: runs of one size share a constant-LR trunk (``train.reuse=true``).
 
 Under ``train.schedule=wsd`` a run is warm-up, constant peak LR, then a cooldown over its last
-steps (:mod:`flops_fit.training.schedule`). Runs of a plan that differ only in length (same model class
+steps (:mod:`flops_fit.training.schedule`). Runs of a plan that differ only in length (same model
+class
 and kwargs, same batch shape; the train settings are the sweep's) are therefore the same run up
 to their branch points (:func:`~flops_fit.training.schedule.branch_step`, where each one's cooldown
 starts), provided their seed and data order come from what they share: under wsd the seed is

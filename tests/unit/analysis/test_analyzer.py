@@ -1,4 +1,5 @@
-"""flops_fit.analysis.analyzer: scaling_laws.json, predictions, partial sweeps, imported runs, bad input."""
+"""flops_fit.analysis.analyzer: scaling_laws.json, predictions, partial sweeps, imported runs, bad
+input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""flops_fit.analysis.sections: the typed sections of scaling_laws.json give back the file exactly."""
+"""flops_fit.analysis.sections: the typed sections of scaling_laws.json give back the file
+exactly."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from flops_fit.errors import FlopsFitError
 from flops_fit.models.gpt import GPT
 from flops_fit.planning.planner import plan_sweep
 from flops_fit.rundir.layout import TENSORBOARD_DIR, TRACKERS_FILE
-from flops_fit.training.tracking import backend as trackers
 from flops_fit.training.runner import TrainingRunner
+from flops_fit.training.tracking import backend as trackers
 from flops_fit.training.tracking import loggers
 from helpers.run import TINY
 

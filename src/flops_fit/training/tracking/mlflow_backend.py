@@ -1,4 +1,5 @@
-"""MLflow: one experiment per run directory (named by :func:`flops_fit.training.tracking.loggers.sweep_name`),
+"""MLflow: one experiment per run directory (named by
+:func:`flops_fit.training.tracking.loggers.sweep_name`),
 one MLflow run per flops-fit run; the file store ``<run_dir>/mlruns`` unless
 ``MLFLOW_TRACKING_URI`` is set. Used through ``MlflowClient`` (no global active run)."""
 
