@@ -21,19 +21,21 @@ SCALE = 4.0
 
 
 class ScaledGPT(nn.Module):
-    """The default GPT with weights stored divided by ``SCALE`` (best LR / SCALE)."""
+    """The default GPT with weights stored divided by ``scale`` (best LR / scale): at
+    ``scale=1/k`` its best LR is ``k`` times the GPT's (``model.kwargs.scale``)."""
 
-    def __init__(self, width: int = 64, **kwargs) -> None:
+    def __init__(self, width: int = 64, scale: float = SCALE, **kwargs) -> None:
         super().__init__()
         self.inner = GPT(width=width, **kwargs)
         self.seq_len = self.inner.seq_len
+        self.scale = float(scale)
         with torch.no_grad():
             for p in self.inner.parameters():
-                p.div_(SCALE)
+                p.div_(self.scale)
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         return self.inner.embedding_parameters()
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        weights = {n: p * SCALE for n, p in self.inner.named_parameters()}
+        weights = {n: p * self.scale for n, p in self.inner.named_parameters()}
         return functional_call(self.inner, weights, (idx,))

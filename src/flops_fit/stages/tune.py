@@ -8,17 +8,23 @@ batch size, beta2) at each size by hand. This stage does the LR part for any mod
    plan's middle budget lowered until the whole search fits ``max_fraction``), at least
    ``budgets.min_steps`` steps. Longer runs give a rule nearer the sweep's: the best LR falls as
    runs get longer.
-2. **Grid.** Peak LRs ``grid_factor`` apart, ``grid_points`` of them centred on the configured
-   rule's LR for that size; while the best is at an edge the grid grows past that edge (at most
-   ``max_extensions`` points per size, and never past ``max_fraction`` of the sweep's compute).
+2. **Grid, learning as it goes.** The sizes are tuned smallest first. Peak LRs ``grid_factor``
+   apart, ``grid_points`` of them: the first size's centred on the configured rule's LR, each
+   next size's on what the sizes tuned so far learned (their mean offset from the configured
+   rule; the fitted rule, exponent included, from three sizes on), rounded to whole grid steps; so a model whose best LR is
+   several times off the configured rule costs extensions at its first size only. While the
+   best is at an edge the grid grows past that edge (at most ``max_extensions`` points per
+   size, and never past ``max_fraction`` of the sweep's compute); a size left at an edge is
+   named in one line and left out of the rule fit. Each run prints its size, LR and loss.
 3. **Fits.** Per size, the optimum of a parabola in log LR through the best point and its two
    neighbours (:func:`parabola_optimum`); across sizes ``lr*(N) = c * N^-k`` by least squares in
    log-log (:func:`fit_rule`), N the non-embedding parameters, written as the train rule
    ``lr_base * (lr_ref_params / N) ** lr_exponent``.
 
 The runs are real runs of the train stage (same schedule, data and settings) in ``tuning/``, so
-tuning is resumable and no run is ever trained twice. Grid point ``k`` of every size is one
-train call with ``lr_base`` multiplied by ``grid_factor ** k`` (``train.lr`` when it is fixed).
+tuning is resumable and no run is ever trained twice. Grid point ``k`` of a size is one train
+call with ``lr_base`` multiplied by ``grid_factor ** k`` (``train.lr`` when it is fixed): the
+grids of all sizes lie on one lattice of LRs.
 The outcome is ``tuning.json`` (:class:`~flops_fit.rundir.records.TuningRecord`); train, find-optimal
 and validate use its rule whenever it exists (``stages.use_tuned_rule``).
 """
@@ -46,6 +52,9 @@ from flops_fit.training.sweep import train_stage
 
 #: what a run that diverged or failed counts as when looking for the best LR
 WORST = math.inf
+#: the next size's grid follows the fitted exponent once this many sizes are tuned (before:
+#: their mean offset from the configured rule)
+FIT_EXPONENT_FROM = 3
 
 # --------------------------------------------------------------------------------------------
 # the numerics (pure functions; tests drive them with synthetic loss-vs-LR curves)
@@ -279,20 +288,24 @@ class Tuner:
 
     def _centre(self, size: RunSpec, tuned: list[TunedSize]) -> int:
         """The grid offset (a whole number of ``grid_factor`` steps from the configured rule)
-        nearest the LR the sizes tuned so far predict for ``size``: the rule fitted to them
-        (interior sizes, else all), with one size its offset from the configured rule. The
-        first size is centred on the configured rule (0)."""
+        nearest the LR the sizes tuned so far predict for ``size``; the first size's is 0.
+
+        With fewer than :data:`FIT_EXPONENT_FROM` sizes tuned (interior ones, else all), their
+        mean offset from the configured rule (its exponent kept: two noisy sizes close in N
+        give wild exponents); from then on the rule fitted to them, exponent included.
+        """
         usable = [t for t in tuned if t.interior] or tuned
         if not usable:
             return 0
-        if self.train.lr is not None:  # a fixed LR: carry the mean offset, no exponent
-            ratio = math.exp(float(np.mean([math.log(t.best_lr / self.train.lr)
-                                            for t in usable])))
+        n = max(1, size.num_params_non_embedding)
+        if len(usable) < FIT_EXPONENT_FROM or self.train.lr is not None:
+            ratio = math.exp(float(np.mean([
+                math.log(t.best_lr / self._rule_lr(t.num_params_non_embedding))
+                for t in usable])))
         else:
             base, k = fit_rule([t.num_params_non_embedding for t in usable],
                                [t.best_lr for t in usable], self.train.lr_ref_params,
                                self.train.lr_exponent)
-            n = max(1, size.num_params_non_embedding)
             ratio = base * (self.train.lr_ref_params / n) ** k / self._rule_lr(n)
         return round(math.log(ratio) / math.log(self.cfg.grid_factor))
 

@@ -80,18 +80,19 @@ def test_rule_fit_recovers_a_power_law():
 
 
 class SyntheticTuner(Tuner):
-    """A Tuner whose runs are a synthetic loss curve (best LR = 2^4 x the rule's)."""
+    """A Tuner whose runs are a synthetic loss curve (best LR = 2^4 x 1.3 x the rule's)."""
 
     def train_point(self, sizes, k, batch_size=None, batch_lr=None):
         self.trained.append(k)
         out = []
         for s in sizes:
-            lr = 1e-3 * 2.0 ** k
+            rule = self._rule_lr(s.num_params_non_embedding)
+            lr = rule * 2.0 ** k
             self.spent += 1.0
-            loss = bowl(lr, 1e-3 * 2 ** 4 * 1.3)
+            loss = bowl(lr, rule * 2 ** 4 * 1.3)
             if batch_size:  # the batch runs: best batch 2^0.3 x the configured one
                 b_best = self.train.batch_size * 2 ** 0.3  # x1 equals the grid's own run
-                lr, loss = batch_lr, (bowl(batch_lr, 1e-3 * 2 ** 4 * 1.3) + bowl(batch_size, b_best)
+                lr, loss = batch_lr, (bowl(batch_lr, rule * 2 ** 4 * 1.3) + bowl(batch_size, b_best)
                                       - bowl(self.train.batch_size, b_best))
             out.append({"run_id": f"r{s.size_value}_{k}", "status": "completed", "lr": lr,
                         "steps": 100, "planned_flops": 1.0, "flops": 1.0, "final_loss": loss})
@@ -109,14 +110,26 @@ def test_search_extends_until_the_best_is_interior_and_stops_at_the_cap(tmp_path
                            max_extensions=5, max_fraction=1e9), 5)
     tuner.trained = []
     record = tuner.run()
-    assert tuner.trained == [-2, -1, 0, 1, 2, 3, 4, 5, 3, 4, 5]  # two sizes, three extensions
+    # the first size extends three times; the second is centred on what the first learned
+    # (its best LR 2^4.4 x the rule's: 4 grid steps up) and needs no extension
+    assert tuner.trained == [-2, -1, 0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 6]
     assert all(t.interior for t in record.sizes)
-    assert record.sizes[0].best_lr == pytest.approx(1e-3 * 2 ** 4 * 1.3)
+    first = record.sizes[0]
+    assert first.best_lr == pytest.approx(tuner._rule_lr(first.num_params_non_embedding)
+                                          * 2 ** 4 * 1.3)
     capped = SyntheticTuner(tmp_path, plan, object, None, TrainConfig(),
                             TuneConfig(sizes=2, max_extensions=1, max_fraction=1e9), 5)
     capped.trained = []
+    out = io.StringIO()
+    capped.console = Console(file=out, width=300)
     record = capped.run()
     assert len(record.sizes[0].lrs) == 6 and not record.sizes[0].interior
+    # the size left at the edge is named in one line (and in tuning.json), not dropped silently
+    said = [line for line in out.getvalue().splitlines() if "left out of the rule fit" in line]
+    assert len(said) == 1 and f"={record.sizes[0].size_value}:" in said[0]
+    assert any("left out of the rule fit" in n for n in record.notes)
+    # the next size is centred on the edge LR (a bound) and brackets the optimum
+    assert capped.trained[6:] == [1, 2, 3, 4, 5] and record.sizes[1].interior
 
 
 def test_batch_size_search_finds_the_best_batch_and_fits_it(tmp_path):
@@ -196,6 +209,44 @@ def test_tune_recovers_the_lr_factor_of_a_users_model(tmp_path):
     for a, b in zip(gpt.sizes, scaled.sizes, strict=True):
         assert a.interior and b.interior
         assert SCALE / 2 <= a.best_lr / b.best_lr <= SCALE * 2, (a, b)
+
+
+@pytest.mark.parametrize("k", [1 / 6, 4.0])
+def test_tune_learns_as_it_goes_on_a_model_whose_best_lr_is_k_times_the_gpts(tmp_path, k):
+    """ScaledGPT(scale=1/k) has its best LR at k x the GPT's. The smallest size is tuned first
+    on a grid around the configured rule (extending if it must); every next size's grid is
+    centred on what was learned, so it brackets the optimum around the shifted LR.
+    Each run prints one line (size, LR, loss). ~15 s each on two cores.
+    Measured (40-step runs, grid factor 2): k=1/6: 7, 5, 5 LRs per size (two extensions at the
+    first size only); k=4: 5, 5, 5. Runs this short are noisy, so only the mechanism is
+    asserted: the first size finds the shift and the next grid is centred on it."""
+    s = tiny_settings(tmp_path, grad_clip=0.0)
+    s.budgets.values = [6e9]
+    s.tune.sizes = 3
+    s.model.kwargs = {**s.model.kwargs, "scale": 1.0 / k}
+    s.model._target_ = "helpers.tune.ScaledGPT"
+    out = io.StringIO()
+    record = stages.tune_command(s, Console(file=out, width=300))
+    lines = out.getvalue().splitlines()
+    runs = [line for line in lines if line.startswith("tune: width=") and "peak LR" in line]
+    assert len(runs) == sum(len(t.lrs) for t in record.sizes)
+    assert all("loss" in line or "diverged" in line for line in runs)
+    sizes = record.sizes
+    assert [t.num_params for t in sizes] == sorted(t.num_params for t in sizes)
+    from flops_fit.training.schedule import lr_for_size
+
+    def offset(lr: float, t) -> float:  # in grid steps (factor 2) from the configured rule
+        return math.log2(lr / lr_for_size(t.num_params_non_embedding, s.train))
+
+    first, second = sizes[0], sizes[1]
+    # the smallest size finds the shift (k = 1/6: below the rule; k = 4: above it) ...
+    assert offset(first.best_lr, first) <= -1.3 if k < 1 else offset(first.best_lr, first) >= 0.9
+    # ... and the next size's grid (its LRs, sorted) holds the five grid steps centred on it,
+    # not on the configured rule
+    c = round(offset(first.best_lr, first))
+    assert c != 0
+    assert set(range(c - 2, c + 3)) <= {round(offset(x, second)) for x in second.lrs}
+    assert all(t.interior for t in sizes), [(t.size_value, t.lrs) for t in sizes]
 
 
 # ------------------------------------------------------------------ analyze and predict
