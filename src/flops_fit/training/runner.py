@@ -59,6 +59,7 @@ from flops_fit.rundir import io as rundir
 from flops_fit.rundir.layout import CHECKPOINT_FILE, METRICS_FILE
 from flops_fit.rundir.records import MetricsLine, read_metrics
 from flops_fit.training import interrupts
+from flops_fit.training.checkpoint import BadCheckpoint, checked_loop_state
 from flops_fit.training.devices import ThreadTuner, cpu_threads, resolve_device, use_compile
 from flops_fit.training.distributed import current_world
 from flops_fit.training.progress import Reporter
@@ -261,7 +262,7 @@ class TrainingRunner:
         ``[0, max_step]``) or parts that do not fit this model, optimizer, data or RNG raise
         :class:`BadCheckpoint` (model and optimizer may then be half-restored: rebuild them).
         """
-        loop = _checked_loop_state(ckpt.get("state"), max_step)
+        loop = checked_loop_state(ckpt.get("state"), max_step)
         try:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -457,30 +458,6 @@ class TrainingRunner:
             else None,
             "state": st,
         })
-
-
-class BadCheckpoint(Exception):
-    """A checkpoint that loads but cannot be resumed (the message says why)."""
-
-
-def _checked_loop_state(loop: Any, max_step: int | None) -> dict[str, Any]:
-    """A checkpoint's loop state, checked: a step in ``[0, max_step]``, numbers where numbers
-    belong; else :class:`BadCheckpoint`."""
-    if not isinstance(loop, dict):
-        raise BadCheckpoint("it has no loop state")
-    step = loop.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0 \
-            or (max_step is not None and step > max_step):
-        bound = f"[0, {max_step}]" if max_step is not None else ">= 0"
-        raise BadCheckpoint(f"its step {step!r} is not a whole number in {bound}")
-    for key in ("train_time_s", "prior_wall_s", "initial_loss", "last_loss", "resumed"):
-        value = loop.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value)):
-            raise BadCheckpoint(f"its {key}={value!r} is not a number")
-    if not isinstance(loop.get("resumed", 0), int):
-        raise BadCheckpoint(f"its resumed={loop.get('resumed')!r} is not a whole number")
-    return loop
 
 
 def _check_loss(loss: float, initial: float | None, factor: float, step: int) -> None:
