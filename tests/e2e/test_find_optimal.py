@@ -183,7 +183,7 @@ def test_answer_yaml_is_a_launchable_run(smoke):
     run = answer["run"]
     assert answer["budget"] == run["budget"] == 6e13  # 100x the smoke sweep's 6e11
     assert run["num_tokens"] == run["steps"] * run["batch_size"] * run["seq_len"]
-    assert (run["batch_size"], run["seq_len"], run["schedule"]) == (16, 128, "cosine")
+    assert (run["batch_size"], run["seq_len"], run["schedule"]) == (16, 128, "wsd")
     assert abs(run["flops"] / run["budget"] - 1) < 0.01
     # the hand rule in force (no tuning.json): lr_base * (lr_ref_params / N_non_emb)^lr_exponent
     assert math.isclose(run["lr"], 9e-3 * (1e5 / run["num_params_non_embedding"]) ** 0.2)

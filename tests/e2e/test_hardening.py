@@ -261,11 +261,11 @@ def test_predict_takes_a_list(tmp_path):
     with pytest.raises(FlopsFitError, match="not a list of FLOP budgets"):
         result.predict(["many"])
     # one approach on request, in the user's terms too; the default is the analysis's own
-    assert preds[0]["method"] == result.analysis.method == "isoflop"
+    assert preds[0]["method"] == result.analysis.method == "joint"
     par = result.predict([1e20, 1e21], method="parametric")
     assert [p["method"] for p in par] == ["parametric", "parametric"]
     assert par[0]["optimal_params"] != preds[0]["optimal_params"] and "model" in par[0]
-    with pytest.raises(FlopsFitError, match="Unknown prediction method"):
+    with pytest.raises(FlopsFitError, match="predict_with=.magic. is not valid"):
         result.predict(1e20, method="magic")
 
 

@@ -50,7 +50,7 @@ CHILD = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
     rundir.write_run_result = write_then_die
     kw = {"vocab_size": 256, "seq_len": 32, "head_dim": 16, "width_per_layer": 32}
-    plan = plan_sweep(GPT, "width", kw, [4e8, 8e8, 1.6e9], sizes=[16, 24, 32],
+    plan = plan_sweep(GPT, "width", kw, [4e8, 8e8, 1.6e9], sizes=[16, 32, 48],
                       sizes_per_budget=3, tokens_per_param=50, batch_size=8, seq_len=32,
                       min_steps=5)
     plan = SweepPlan([r for r in plan.runs if r.size_value == 16], plan.model, plan.settings)
@@ -68,7 +68,7 @@ def _plan() -> SweepPlan:
         warnings.simplefilter("ignore")
         plan = plan_sweep(GPT, "width", {"vocab_size": 256, "seq_len": 32, "head_dim": 16,
                                          "width_per_layer": 32}, [4e8, 8e8, 1.6e9],
-                          sizes=[16, 24, 32], sizes_per_budget=3, tokens_per_param=50,
+                          sizes=[16, 32, 48], sizes_per_budget=3, tokens_per_param=50,
                           batch_size=8, seq_len=32, min_steps=5)
     return SweepPlan([r for r in plan.runs if r.size_value == 16], plan.model, plan.settings)
 

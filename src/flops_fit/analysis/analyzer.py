@@ -1,26 +1,18 @@
 """The analyze stage: ``results.json`` -> ``analysis/scaling_laws.json`` -> ``ScalingAnalysis``.
 
 :class:`ScalingLawAnalyzer` reads the run records, keeps the completed runs with a finite
-positive loss (every other record is listed with the reason it was dropped), fits Chinchilla's
-Approaches 1-3 (:mod:`flops_fit.fitting`, into the typed sections of
-:mod:`flops_fit.analysis.sections`
-via :mod:`flops_fit.analysis.scaling_analysis`) with bootstrap intervals, and writes the fit with
-its
-provenance atomically. :class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis` (re-exported
-here) is what
-the file holds. :func:`run_analysis` is the stage as called by ``flops-fit analyze``: it also
-prints the laws and the table (:mod:`flops_fit.analysis.text`) and appends a line to
+positive loss (every other record is listed with the reason it was dropped), fits every
+approach of :data:`~flops_fit.analysis.approaches.APPROACHES` (each into its typed section of
+:mod:`flops_fit.analysis.sections`) and Approach 1 with bootstrap intervals, and writes the fit
+with its provenance atomically. :class:`~flops_fit.analysis.scaling_analysis.ScalingAnalysis`
+is what the file holds. :func:`run_analysis` is the stage as called by ``flops-fit analyze``:
+it also prints the laws and the table (:mod:`flops_fit.analysis.text`) and appends a line to
 ``analysis/history.jsonl``.
 
-Which fit predicts is ``AnalysisConfig.predict_with``; the default is ``"isoflop"``
-(Approach 2): the power laws through the per-budget parabola minima. On real runs (the CPU
-sweeps of this release and the Chinchilla reference, each refitted without its largest budgets)
-it predicted the held-out N_opt better than the parametric law, and its loss leans optimistic
-where the parametric law's leans pessimistic; the measurements are beside the default in
-``conf/analysis/default.yaml``. When no budget has an interior minimum the parametric law
-(Approach 3) predicts instead, with a warning. ``predict_with=parametric`` makes Approach 3 the
-predictor: it also uses runs not planned on an IsoFLOP grid and extrapolates through a loss
-floor E (falling back to Approach 2 when its own fit is degenerate).
+Which approach predicts is ``AnalysisConfig.predict_with``; the default is ``"joint"``, the
+joint IsoFLOP fit (calibrated on synthetic sweeps of known laws; the measurements are beside
+the default in ``conf/analysis/default.yaml``). When it cannot predict, the next approach of
+the registry that can stands in, with a warning.
 """
 
 from __future__ import annotations
@@ -45,7 +37,7 @@ from flops_fit.analysis import text as printing
 from flops_fit.analysis.approach1 import approach1_section, off_centre_warnings
 from flops_fit.analysis.approach2 import MIN_SIZES_PER_BUDGET
 from flops_fit.analysis.approaches import APPROACHES, approach, choose_method
-from flops_fit.analysis.checks import mistuning_notes
+from flops_fit.analysis.checks import exponent_disagreement, mistuning_notes
 from flops_fit.analysis.realise import print_models
 from flops_fit.analysis.scaling_analysis import DEFAULT_TABLE_BUDGETS, ScalingAnalysis
 from flops_fit.analysis.sections import plain
@@ -298,6 +290,9 @@ class ScalingLawAnalyzer:
                          and (w := APPROACHES[n].problem(sec))]
         warnings += off_centre_warnings(runs)
         warnings += mistuning_notes(records, cfg.huber_delta)  # a bad LR shows
+        warnings += exponent_disagreement(
+            {n: sec.n_opt.exponent for n, sec in sections.items()
+             if sec.available and sec.n_opt is not None}, method)
         a1 = approach1_section(runs, cfg, self.results_path.parent, records,
                                self.endpoint_schedules)
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()

@@ -1,4 +1,5 @@
-"""Signs of a mis-tuned learning rate in a sweep's results, for ``analyze`` to say.
+"""Checks of a sweep's results and fits, for ``analyze`` to say: a mis-tuned learning rate,
+and approaches that disagree on the exponent.
 
 A bad LR for some sizes shows in the records before it shows in the fit:
 
@@ -69,3 +70,24 @@ def mistuning_notes(records: Any, noise: float = 1e-2) -> list[str]:
                              f"({math.exp(a):.4f} at C={c0:.3g}, {math.exp(b):.4f} at "
                              f"C={c1:.3g}); {TUNE_HINT}.")
     return notes
+
+
+#: approaches whose exponents a of N_opt ~ C^a differ by more than this are reported
+A_AGREEMENT = 0.05
+
+
+def exponent_disagreement(exponents: dict[str, float], method: str) -> list[str]:
+    """One sentence when the approaches' exponents ``a`` (by name) differ by more than
+    :data:`A_AGREEMENT` from the predicting ``method``'s; none otherwise."""
+    a = {k: v for k, v in exponents.items() if v is not None and math.isfinite(v)}
+    if method not in a:
+        return []
+    off = {k: v for k, v in a.items() if k != method and abs(v - a[method]) > A_AGREEMENT}
+    if not off:
+        return []
+    listed = ", ".join(f"{k} {v:.3f}" for k, v in a.items())
+    return [f"The approaches disagree on N_opt ~ C^a by more than {A_AGREEMENT} ({listed}; "
+            f"{method} predicts): their forms part beyond the sweep (a free floor E bends "
+            "Approach 3's frontier, the per-budget parabolas share nothing), so check the "
+            "prediction with `flops-fit validate` before extrapolating far."]
+

@@ -72,6 +72,8 @@ class ScalingAnalysis:
     warnings: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     created_utc: str = ""
+    #: approaches an older file does not hold (read as unavailable, not written back)
+    absent: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.sections = {name: _section(self.sections.get(name), a.section)
@@ -99,7 +101,8 @@ class ScalingAnalysis:
             "created_utc": self.created_utc,
             "method": self.method,
             "method_note": self.method_note,
-            **{name: sec.to_dict() for name, sec in self.sections.items()},
+            **{name: sec.to_dict() for name, sec in self.sections.items()
+               if name not in self.absent},
             "approach1": self.approach1.to_dict(),
             "predictions": [p.to_dict() for p in self.predictions],
             "holdout": self.holdout,
@@ -162,6 +165,7 @@ class ScalingAnalysis:
             warnings=list(source.get("warnings") or []),
             provenance=dict(source.get("provenance") or {}),
             created_utc=str(source.get("created_utc") or ""),
+            absent=tuple(n for n in APPROACHES if not isinstance(source.get(n), dict)),
         )
 
     # -- convenience --------------------------------------------------------------------------

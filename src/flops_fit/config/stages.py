@@ -110,7 +110,7 @@ class AnalysisConfig:
     approach1 : also fit the envelope of the training curves when ``metrics.jsonl`` exist.
     """
 
-    predict_with: str = "isoflop"
+    predict_with: str = "joint"
     loss: str = "huber"
     huber_delta: float = 1e-2
     bootstrap: int = 200

@@ -99,9 +99,10 @@ class BudgetsConfig:
     The defaults are ``conf/budgets/cpu.yaml``'s (the measured reasons are there).
     """
 
-    values: list[float] = field(default_factory=lambda: [2.5e11, 5.0e11, 1.0e12, 2.0e12, 4.0e12])
-    sizes_per_budget: int = 4
-    span: float = 4.0  # sizes cover N_opt/span .. N_opt*span (log-spaced)
+    values: list[float] = field(default_factory=lambda: [
+        2.5e11, 3.54e11, 5.0e11, 7.07e11, 1.0e12, 1.41e12, 2.0e12, 2.83e12, 4.0e12])
+    sizes_per_budget: int = 5
+    span: float = 6.0  # sizes cover N_opt/span .. N_opt*span (log-spaced)
     tokens_per_param: float = 100.0  # prior for the centre of each budget's sizes
     exponent: float | None = None  # or: N_opt ∝ C^exponent, anchored at the first budget
     min_steps: int = 200  # sizes whose run would have fewer optimizer steps are not planned
@@ -201,7 +202,7 @@ class TrainConfig:
     diverge_factor: float = 3.0  # loss above factor * initial loss = diverged
     loggers: list[str] = field(default_factory=list)  # tensorboard | wandb | mlflow (loggers.py)
     devices_per_run: int = 1  # K > 1: each run data-parallel on K devices (distributed.py)
-    schedule: str = "cosine"  # cosine | wsd (warm-up, constant peak, cooldown; see schedule.py)
+    schedule: str = "wsd"  # wsd | cosine (training/schedule.py's SCHEDULES)
     cooldown_fraction: float = 0.2  # wsd: the last 20% of a run's steps cool down
     cooldown_shape: str = "1-sqrt"  # wsd: 1-sqrt | linear, down to min_lr_ratio x peak
     reuse: bool = True  # under wsd, runs that differ only in length share a trunk (trunks.py)

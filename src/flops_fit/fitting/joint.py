@@ -226,11 +226,11 @@ class JointBootstrap:
         """Confidence interval ``(lo, hi)`` (where the law is); ``(2, len(C))`` for array C.
 
         Percentile interval of the refits at level ``ci + failed fraction`` (a failed refit could
-        have landed anywhere), widened about the fit's value by ``t_{dof} / z``; positive
-        quantities in log space. NaNs when the bootstrap is not :attr:`usable`.
+        land anywhere), widened about the fit by ``t_{dof} / z``; positive quantities in log space.
         """
         est = joint_quantity(self.center, name, C, self.flops_per_param_token)[0]
-        return self._widen(self.quantity(name, C), est, ci, log=name not in ("a", "b", "E"))
+        out = self._widen(self.quantity(name, C), est, ci, log=name not in ("a", "b", "E"))
+        return (max(out[0], 0.0), out[1]) if name == "E" else out  # the floor E is >= 0
 
     def prediction_interval(self, C: float | np.ndarray, ci: float | None = None):
         """Where the loss of one run of the optimal size at C lands: the confidence interval's

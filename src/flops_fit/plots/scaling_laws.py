@@ -128,7 +128,8 @@ def _draw_curve(ax, ac: ApproachCurve, j: int, grid: np.ndarray, st: ApproachSty
         label += " (degenerate)"
     elif not ac.has_bootstrap:
         label += " (no bootstrap: no band)"
-    ax.plot(grid, y, st.ls if not degenerate else ":", color=st.color, lw=st.lw, label=label)
+    ax.plot(grid, y, linestyle=st.ls if not degenerate else ":", color=st.color, lw=st.lw,
+            label=label)
     band = ac.band(j)
     if band is not None and not degenerate:
         ax.fill_between(grid, band[0], band[1], color=st.color, alpha=st.band_alpha, lw=0,

@@ -43,8 +43,9 @@ class ApproachStyle:
 APPROACH_STYLES: dict[str, ApproachStyle] = {
     "isoflop": ApproachStyle("Approach 2 (IsoFLOP)", A2_COLOR, "-", 1.8, 0.15),
     "parametric": ApproachStyle("Approach 3, L(N, D)", A3_COLOR, "--", 1.6, 0.13),
+    "joint": ApproachStyle("Joint IsoFLOP fit", "#9467bd", "-", 2.0, 0.18),
 }
-OTHER_APPROACH_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+OTHER_APPROACH_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _OTHER_LINES = ("-.", (0, (5, 1.5, 1, 1.5)), (0, (1, 1)))
 
 

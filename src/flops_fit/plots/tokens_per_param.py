@@ -53,7 +53,7 @@ def draw(data: PlotData) -> Figure | None:
             continue
         st = look[ac.name]
         degenerate = ac.curve.degenerate
-        ax.plot(grid, ratio, st.ls if not degenerate else ":", color=st.color, lw=st.lw,
+        ax.plot(grid, ratio, linestyle=st.ls if not degenerate else ":", color=st.color, lw=st.lw,
                 label=f"{st.label}: $D_{{opt}}/N_{{opt}}$"
                       + (" (degenerate)" if degenerate else ""))
     pred = data.prediction(predict) if predict else None

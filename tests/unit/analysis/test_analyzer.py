@@ -101,7 +101,8 @@ def test_scaling_laws_json_carries_the_contract(tmp_path):
     assert prov["settings"]["bootstrap"] == 30
     assert set(prov["library_versions"]) >= {"numpy", "scipy", "python"}
     assert datetime.fromisoformat(data["created_utc"]).tzinfo is not None
-    assert data["method"] == analysis.method == AnalysisConfig().predict_with == "isoflop"
+    assert data["method"] == analysis.method == AnalysisConfig().predict_with == "joint"
+    assert data["joint"]["available"] and data["joint"]["precise"]
 
 
 def test_from_json_round_trip(tmp_path):
@@ -154,14 +155,18 @@ def test_chinchilla_table(tmp_path):
         analysis.chinchilla_table([1e20, -5])
 
 
-def test_approach_2_predicts_by_default_and_approach_3_when_asked(tmp_path):
+def test_the_joint_fit_predicts_by_default_and_others_when_asked(tmp_path):
     run_dir = write_run_dir(tmp_path, make_records())
     analysis = analyze(run_dir)
-    assert analysis.method == "isoflop" and analysis.method_note == ""
-    p = analysis.predict_optimal_size(1e20)
+    assert analysis.method == "joint" and analysis.method_note == ""
+    j = analysis.sections["joint"]
+    assert analysis.predict_optimal_size(1e20)["optimal_params"] == pytest.approx(
+        j.G * 1e20 ** j.a)
+    iso = analyze(run_dir, predict_with="isoflop")
+    p = iso.predict_optimal_size(1e20)
     assert p["method"] == "isoflop"
-    assert p["optimal_params"] == pytest.approx(analysis.isoflop.n_opt.coefficient
-                                                * 1e20 ** analysis.isoflop.n_opt.exponent)
+    assert p["optimal_params"] == pytest.approx(iso.isoflop.n_opt.coefficient
+                                                * 1e20 ** iso.isoflop.n_opt.exponent)
     par = analyze(run_dir, predict_with="parametric")
     assert par.method == "parametric"
     assert par.predict_optimal_size(1e20)["method"] == "parametric"
@@ -193,7 +198,7 @@ def test_history_jsonl_appends_one_line_per_analysis(tmp_path):
                 "n_opt_at_largest_budget"):
         assert key in first
     assert first["n_runs_used"] == 28 and first["largest_budget"] == 1e20
-    assert first["method"] == "parametric" and second["method"] == "isoflop"
+    assert first["method"] == "parametric" and second["method"] == "joint"
     assert first["a"] == pytest.approx(LAW_A, abs=0.05)
     assert first["n_opt_at_largest_budget"] > 0
 
@@ -206,7 +211,7 @@ def test_holdout_largest(tmp_path):
     assert h["available"] and h["compute_budget"] == 1e21
     assert h["n_runs_held_out"] == 7 and h["n_runs_fit"] == 28
     assert h["actual"]["interior"] and h["actual"]["optimal_params"] > 0
-    assert set(h["predicted_by"]) == {"parametric", "isoflop"}
+    assert set(h["predicted_by"]) == {"parametric", "isoflop", "joint"}
     assert h["method"] == "parametric"
     assert abs(h["relative_error"]["optimal_params"]) < 0.3
     assert abs(h["relative_error"]["loss"]) < 0.02

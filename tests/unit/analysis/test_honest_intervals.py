@@ -90,3 +90,13 @@ def test_the_plan_forecast_is_a_sentence_with_widths():
     assert f.widths.n_sims > 0 and f.widths.n_opt_width > 1.0
     (line,) = forecast_lines(f)
     assert line.startswith("Precision forecast at C=4e+13") and "N_opt within" in line
+
+
+def test_disagreeing_exponents_are_one_warning_naming_each():
+    from flops_fit.analysis.checks import exponent_disagreement
+
+    assert exponent_disagreement({"joint": 0.53, "isoflop": 0.56}, "joint") == []
+    (w,) = exponent_disagreement({"joint": 0.533, "isoflop": 0.577, "parametric": 0.422},
+                                 "joint")
+    assert "parametric 0.422" in w and "joint predicts" in w and "validate" in w
+    assert exponent_disagreement({"isoflop": math.nan}, "joint") == []

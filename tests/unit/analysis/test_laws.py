@@ -127,8 +127,10 @@ def test_reanalysing_the_fixture_reproduces_its_fit(tmp_path):
     analysis = ScalingLawAnalyzer(run_dir / "results.json", run_dir / "analysis",
                                   AnalysisConfig(**settings)).analyze()
     old = data["parametric"]
+    # 1e-6: L-BFGS-B stops on a tolerance, so another BLAS kernel (another CPU) moves the
+    # optimum in the 8th digit (E 1.2102543982 vs 1.2102544097 on one machine)
     for key in ("E", "A", "B", "alpha", "beta", "a", "b"):
-        assert _close(getattr(analysis.parametric, key), old[key], 1e-9), key
+        assert _close(getattr(analysis.parametric, key), old[key], 1e-6), key
     assert _close(analysis.parametric.flops_per_param_token, old["flops_per_param_token"])
     for new, was in zip(analysis.isoflop.budgets, data["isoflop"]["budgets"], strict=True):
         assert _close(new.optimal_params, was["optimal_params"], 1e-9)

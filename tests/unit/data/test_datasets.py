@@ -261,13 +261,13 @@ class DeepGPT(GPT):
 
 def test_depth_sized_model_plans_without_building_huge_models(monkeypatch):
     built: list[int] = []
-    real = flops_fit.planning.planner.count_params
+    real = flops_fit.planning.flops.count_params
 
     def counting(cls, kwargs):
         built.append(kwargs["n_layer"])
         return real(cls, kwargs)
 
-    monkeypatch.setattr(flops_fit.planning.planner, "count_params", counting)
+    monkeypatch.setattr(flops_fit.planning.flops, "count_params", counting)
     monkeypatch.setattr(flops_fit.planning.contracts, "count_params", counting)
     plan = flops_fit.find_optimal(DeepGPT, "n_layer", {"vocab_size": 256, "seq_len": 64},
                                   compute_budgets=[1e10, 3e10], min_steps=20)

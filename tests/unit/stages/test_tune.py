@@ -310,13 +310,23 @@ def test_api_find_optimal_tunes_first_only_when_asked_and_untuned(tmp_path, monk
     assert calls == ["train", "analyze", "draw"]
 
 
+def _previous_default() -> Settings:
+    """The previous release's default sweep: 5 budgets 2.5e11..4e12 x2 apart, 4 sizes over
+    span 4, cosine runs (19 runs)."""
+    from flops_fit.config import BudgetsConfig, TrainConfig
+
+    return Settings(budgets=BudgetsConfig(values=[2.5e11, 5e11, 1e12, 2e12, 4e12],
+                                          sizes_per_budget=4, span=4.0),
+                    train=TrainConfig(schedule="cosine"))
+
+
 def test_sizes_tuned_on_much_shorter_runs_than_the_sweep_get_a_note():
     """The default plan's width 80 runs 757 and 1514 steps in the sweep but 200 in the smallest
     budget: tuning there is flagged; tuning at the middle budget (378 steps) is not."""
     from flops_fit.rundir.records import TunedSize
     from flops_fit.stages.tune import short_run_notes
 
-    plan = stages.make_plan(Settings())
+    plan = stages.make_plan(_previous_default())
     def size(steps):
         return TunedSize(size_value=80, num_params=1, num_params_non_embedding=1, steps=steps,
                          lrs=[], losses=[], best_lr=0.01, interior=True, run_ids=[])
@@ -330,7 +340,7 @@ def test_the_default_tuning_budget_is_the_longest_the_allowance_pays_for():
     (grid_points + max_extensions runs) fits tune.max_fraction; never below the smallest."""
     from flops_fit.stages.tune import tuning_budget
 
-    plan = stages.make_plan(Settings())  # budgets 2.5e11 .. 4e12, 3.08e13 FLOPs in all
+    plan = stages.make_plan(_previous_default())  # 2.5e11 .. 4e12, 3.08e13 FLOPs in all
     budgets = sorted(plan.compute_budgets)
     sweep = sum(r.flops for r in plan.runs)
     cfg = TuneConfig()
