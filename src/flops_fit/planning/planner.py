@@ -33,8 +33,8 @@ import torch.nn as nn
 from rich.console import Console
 from rich.table import Table
 
-from flops_fit.config.reading import coerce, import_model_class, type_name
 from flops_fit.config import MAX_STEPS
+from flops_fit.config.reading import coerce, import_model_class, type_name
 from flops_fit.errors import FlopsFitError
 from flops_fit.planning.contracts import validate_model_contract
 from flops_fit.planning.flops import check_sizes, count_model, smaller_buildable

@@ -11,11 +11,12 @@ batch size, beta2) at each size by hand. This stage does the LR part for any mod
 2. **Grid, learning as it goes.** The sizes are tuned smallest first. Peak LRs ``grid_factor``
    apart, ``grid_points`` of them: the first size's centred on the configured rule's LR, each
    next size's on what the sizes tuned so far learned (their mean offset from the configured
-   rule; the fitted rule, exponent included, from three sizes on), rounded to whole grid steps; so a model whose best LR is
-   several times off the configured rule costs extensions at its first size only. While the
-   best is at an edge the grid grows past that edge (at most ``max_extensions`` points per
-   size, and never past ``max_fraction`` of the sweep's compute); a size left at an edge is
-   named in one line and left out of the rule fit. Each run prints its size, LR and loss.
+   rule; the fitted rule, exponent included, from three sizes on), rounded to whole grid
+   steps; so a model whose best LR is several times off the configured rule costs extensions
+   at its first size only. While the best is at an edge the grid grows past that edge (at
+   most ``max_extensions`` points per size, and never past ``max_fraction`` of the sweep's
+   compute); a size left at an edge is named in one line and left out of the rule fit. Each
+   run prints its size, LR and loss.
 3. **Fits.** Per size, the optimum of a parabola in log LR through the best point and its two
    neighbours (:func:`parabola_optimum`); across sizes ``lr*(N) = c * N^-k`` by least squares in
    log-log (:func:`fit_rule`), N the non-embedding parameters, written as the train rule
@@ -25,8 +26,8 @@ The runs are real runs of the train stage (same schedule, data and settings) in 
 tuning is resumable and no run is ever trained twice. Grid point ``k`` of a size is one train
 call with ``lr_base`` multiplied by ``grid_factor ** k`` (``train.lr`` when it is fixed): the
 grids of all sizes lie on one lattice of LRs.
-The outcome is ``tuning.json`` (:class:`~flops_fit.rundir.records.TuningRecord`); train, find-optimal
-and validate use its rule whenever it exists (``stages.use_tuned_rule``).
+The outcome is ``tuning.json`` (:class:`~flops_fit.rundir.records.TuningRecord`); train,
+find-optimal and validate use its rule whenever it exists (``stages.use_tuned_rule``).
 """
 
 from __future__ import annotations
