@@ -45,6 +45,7 @@ def build(runs: Any, cfg: AnalysisConfig, kappa: float) -> JointSection:
     boot = fit.bootstrap
     ok = bool(fit.precise and boot is not None and boot.usable)
     k = fit.flops_per_param_token
+    a_ci, b_ci = _interval(boot, "a", ok), _interval(boot, "b", ok)
     sec: dict[str, Any] = {
         "available": True, "message": "", "warnings": list(fit.warnings),
         "precise": bool(fit.precise), "reason": fit.reason, "form": FORM,
@@ -55,12 +56,12 @@ def build(runs: Any, cfg: AnalysisConfig, kappa: float) -> JointSection:
         "n_points": fit.n_points, "ci_level": cfg.ci,
         "n_opt": {"coefficient": fit.G, "exponent": fit.a,
                   "coefficient_ci": _interval(boot, "G", ok),
-                  "exponent_ci": _interval(boot, "a", ok)},
+                  "exponent_ci": a_ci},
         "d_opt": {"coefficient": 1.0 / (k * fit.G), "exponent": 1.0 - fit.a,
-                  "coefficient_ci": None, "exponent_ci": _interval(boot, "b", ok)},
+                  "coefficient_ci": None, "exponent_ci": b_ci},
         "E_ci": None if cfg.fix_E is not None else _interval(boot, "E", ok),
         "gamma_ci": _interval(boot, "gamma", ok),
-        "a_ci": _interval(boot, "a", ok), "b_ci": _interval(boot, "b", ok),
+        "a_ci": a_ci, "b_ci": b_ci,
         "budgets": [{
             "compute_budget": b.compute_budget, "compute": b.compute, "n_runs": b.n_runs,
             "n_sizes": b.n_sizes, "params_range": [math.exp(v) for v in b.log_n_range],
@@ -75,7 +76,7 @@ def build(runs: Any, cfg: AnalysisConfig, kappa: float) -> JointSection:
             "dof": boot.dof, "sigma": boot.sigma,
         },
     }
-    if sec["d_opt"]["exponent_ci"] is not None and ok:
+    if b_ci is not None:  # the bootstrap is usable and the fit precise
         g = np.asarray(boot.quantity("G"))
         sec["d_opt"]["coefficient_ci"] = plain(sorted(
             fitting.percentile_interval(1.0 / (k * g[np.isfinite(g)]), cfg.ci)))

@@ -145,15 +145,10 @@ class ScalingAnalysis:
         for i, p in enumerate(source.get("predictions") or []):
             if not isinstance(p, dict):
                 raise bad(f"predictions[{i}]={p!r} is not an object")
-        sections = {}
-        for name, a in APPROACHES.items():
-            raw = source.get(name)
-            try:
-                sections[name] = a.section.from_dict(raw if isinstance(raw, dict) else {
-                    "available": False, "message": f"{name} is not in this file; run "
-                    "`flops-fit analyze` again to fit it"})
-            except SectionError as exc:
-                raise bad(f"{name}.{exc}") from None
+        absent = tuple(n for n in APPROACHES if not isinstance(source.get(n), dict))
+        sections = {name: _read_section(a.section, source[name] if name not in absent else {
+            "available": False, "message": f"{name} is not in this file; run `flops-fit "
+            "analyze` again to fit it"}, name, bad) for name, a in APPROACHES.items()}
         return cls(
             method=str(source["method"]),
             sections=sections,
@@ -165,7 +160,7 @@ class ScalingAnalysis:
             warnings=list(source.get("warnings") or []),
             provenance=dict(source.get("provenance") or {}),
             created_utc=str(source.get("created_utc") or ""),
-            absent=tuple(n for n in APPROACHES if not isinstance(source.get(n), dict)),
+            absent=absent,
         )
 
     # -- convenience --------------------------------------------------------------------------

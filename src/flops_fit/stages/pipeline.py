@@ -202,7 +202,8 @@ def plan_stage(s: Settings, console: Console | None = None) -> SweepPlan:
 
 
 def print_estimate(s: Settings, plan: SweepPlan, console: Console) -> None:
-    """The plan's compute (separate runs, with reuse) and estimated time (estimate.py)."""
+    """The plan's compute (separate runs, with reuse), estimated time (estimate.py) and
+    precision forecast at the prediction budget (analysis/forecast.py)."""
     probes = device = None
     if s.estimate.probe:
         train = copy.copy(s.train)
@@ -215,12 +216,10 @@ def print_estimate(s: Settings, plan: SweepPlan, console: Console) -> None:
     for line in estimate_lines(plan, s.train, probes, device):
         console.print(escape(line), highlight=False)
     if s.estimate.forecast and plan.runs:
-        largest = max(r.compute_budget for r in plan.runs)
-        target = s.predict.budget_for(largest) or 100.0 * largest
-        lay = Layout(check_run_dir(s.run_dir))
+        target = s.predict.budget_for(max(r.compute_budget for r in plan.runs))
         f = forecast([r.compute_budget for r in plan.runs], [r.num_params for r in plan.runs],
                      target, s.estimate.noise, s.budgets.tokens_per_param,
-                     lay.laws)
+                     Layout(check_run_dir(s.run_dir)).laws)
         for line in forecast_lines(f):
             console.print(escape(line), highlight=False)
 
