@@ -49,7 +49,17 @@ from flops_fit.fitting import (  # noqa: E402
 )
 from flops_fit.fitting.floor import fit_joint_floor, fit_parametric_floor  # noqa: E402
 from flops_fit.fitting.joint import fit_joint  # noqa: E402
-from flops_fit.fitting.synthetic import DESIGNS, random_sweep  # noqa: E402
+from flops_fit.fitting.synthetic import DESIGNS as BUILTIN_DESIGNS  # noqa: E402
+from flops_fit.fitting.synthetic import Design, random_sweep  # noqa: E402
+
+#: the current default sweep (conf/budgets/cpu.yaml: 9 budgets sqrt(2) apart over 2.5e11..4e12,
+#: 5 sizes over span 6) as the planner laid it out for the default GPT: each budget's real
+#: parameter counts (the GPT's width steps and ``min_steps`` leave 3-5 sizes per budget, 40 runs)
+_W = (12368, 37024, 73968, 123200, 184720, 369312)
+DEFAULT9_DESIGN = Design(
+    (2.5e11, 3.54e11, 5e11, 7.07e11, 1e12, 1.41e12, 2e12, 2.83e12, 4e12), 5, name="default9",
+    planned=(_W[:3], _W[:3], _W[:4], _W[:5], _W[:5], _W[:5], _W[:5], _W[:4] + _W[5:], _W[1:]))
+DESIGNS = {**BUILTIN_DESIGNS, "default9": DEFAULT9_DESIGN}
 
 ESTIMATORS = ("A2", "joint", "joint+floor", "A3", "A3+floor")
 QUANTITIES = ("a", "n_opt", "loss_opt")

@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from flops_fit import fitting
 from flops_fit.analysis.sections import (
     JointSection,
@@ -45,7 +43,10 @@ def build(runs: Any, cfg: AnalysisConfig, kappa: float) -> JointSection:
     boot = fit.bootstrap
     ok = bool(fit.precise and boot is not None and boot.usable)
     k = fit.flops_per_param_token
-    a_ci, b_ci = _interval(boot, "a", ok), _interval(boot, "b", ok)
+    a_ci, b_ci, g_ci = (_interval(boot, q, ok) for q in ("a", "b", "G"))
+    # D*(C) = C**(1-a) / (k G): its coefficient's interval is G's (t/z-widened in log space),
+    # mapped through the decreasing 1 / (k G), so the three laws' intervals are built alike
+    d_coef_ci = None if g_ci is None else [1.0 / (k * g_ci[1]), 1.0 / (k * g_ci[0])]
     sec: dict[str, Any] = {
         "available": True, "message": "", "warnings": list(fit.warnings),
         "precise": bool(fit.precise), "reason": fit.reason, "form": FORM,
@@ -55,10 +56,10 @@ def build(runs: Any, cfg: AnalysisConfig, kappa: float) -> JointSection:
         "floor_choice": None, "flops_per_param_token": k, "sigma": fit.sigma, "dof": fit.dof,
         "n_points": fit.n_points, "ci_level": cfg.ci,
         "n_opt": {"coefficient": fit.G, "exponent": fit.a,
-                  "coefficient_ci": _interval(boot, "G", ok),
+                  "coefficient_ci": g_ci,
                   "exponent_ci": a_ci},
         "d_opt": {"coefficient": 1.0 / (k * fit.G), "exponent": 1.0 - fit.a,
-                  "coefficient_ci": None, "exponent_ci": b_ci},
+                  "coefficient_ci": d_coef_ci, "exponent_ci": b_ci},
         "E_ci": None if cfg.fix_E is not None else _interval(boot, "E", ok),
         "gamma_ci": _interval(boot, "gamma", ok),
         "a_ci": a_ci, "b_ci": b_ci,
@@ -76,10 +77,6 @@ def build(runs: Any, cfg: AnalysisConfig, kappa: float) -> JointSection:
             "dof": boot.dof, "sigma": boot.sigma,
         },
     }
-    if b_ci is not None:  # the bootstrap is usable and the fit precise
-        g = np.asarray(boot.quantity("G"))
-        sec["d_opt"]["coefficient_ci"] = plain(sorted(
-            fitting.percentile_interval(1.0 / (k * g[np.isfinite(g)]), cfg.ci)))
     return JointSection.from_dict(plain(sec))
 
 
