@@ -30,6 +30,7 @@ MAX_SIZE_VALUES = 100_000  # model.size_min..size_max step size_step
 MAX_THREADS = 1024  # train.threads
 MAX_BATCH_TOKENS = 2**27  # train.batch_size x train.seq_len (134M tokens per step)
 MAX_SHARDS = 100_000  # train.num_shards
+MAX_WORKERS = 256  # train.workers: local processes
 MAX_DEVICES_PER_RUN = 1024  # train.devices_per_run
 
 
@@ -195,6 +196,7 @@ class TrainConfig:
     dtype: str = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16
     compile: bool | str = "auto"  # auto: on for CUDA runs long enough to repay it (devices.py)
     threads: int = 0  # torch.set_num_threads; 0 = all cores (split between local shards)
+    workers: int = 0  # local processes training the plan at once; 0 = auto (training/workers.py)
     seed: int = 0
     shard: int = 0
     num_shards: int = 1
@@ -224,6 +226,9 @@ class TrainConfig:
              f"train.batch_size={self.batch_size} x train.seq_len={self.seq_len} is "
              f"{self.batch_size * self.seq_len} tokens per step, more than {MAX_BATCH_TOKENS}; "
              "lower one of them.")
+        need(0 <= self.workers <= MAX_WORKERS,
+             f"train.workers={self.workers} must be a whole number from 0 (auto) to "
+             f"{MAX_WORKERS}, e.g. train.workers=1 for one process.")
         need(self.num_shards <= MAX_SHARDS,
              f"train.num_shards={self.num_shards} is more than {MAX_SHARDS}; use fewer shards.")
         if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:

@@ -26,8 +26,9 @@ class Reporter:
     """Sweep and run progress. ``update`` is cheap; it is called at every log step."""
 
     def __init__(self, console: Console | None, total_runs: int, done_runs: int,
-                 total_flops: float) -> None:
+                 total_flops: float, label: str = "") -> None:
         self.console = console or Console()
+        self.label = label  # starts every line: "worker 2: " when workers share a plan
         self.total_runs, self.done_runs = total_runs, done_runs
         self.live = self.console.is_terminal and not self.console.is_dumb_terminal
         self.progress: Progress | None = None
@@ -48,7 +49,8 @@ class Reporter:
 
     def log(self, msg: str) -> None:
         # plain text: run ids, paths and error messages may hold '[' (never rich markup)
-        self.console.print(Text(stamp(msg)), highlight=False, soft_wrap=not self.live)
+        self.console.print(Text(stamp(self.label + msg)), highlight=False,
+                           soft_wrap=not self.live)
 
     def start_run(self, spec: RunSpec, start_step: int, how: str = "resuming at step") -> None:
         self._spec = spec

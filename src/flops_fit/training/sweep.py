@@ -59,10 +59,12 @@ def train_stage(
     console: Console | None = None,
     on_step: Callable[[int], None] | None = None,
     lr_rule: str | None = None,
+    label: str = "",
 ) -> list[dict[str, Any]]:
     """Train this shard's runs of ``plan`` that are not done; return this shard's records.
 
-    ``lr_rule`` names the rule that set the runs' peak LR (recorded in each run's record).
+    ``lr_rule`` names the rule that set the runs' peak LR (recorded in each run's record);
+    ``label`` starts every progress line (``worker 2: `` when workers share the plan).
 
     Runs ``i`` with ``i % cfg.num_shards == cfg.shard`` are this shard's, in plan order (under
     ``reuse``: the runs of this shard's trunks, :func:`~flops_fit.training.trunks.shard_trunks`).
@@ -113,7 +115,7 @@ def train_stage(
 
     target = plan.model.get("_target_") if isinstance(plan.model, dict) else None
     reporter = Reporter(console, len(mine), len(mine) - len(todo),
-                        sum(spent[r.run_id] for r in todo))
+                        sum(spent[r.run_id] for r in todo), label)
     runner = (TrunkRunner if reuse else TrainingRunner)(model_cls, data, cfg, loss_fn, reporter,
                                                          on_step, target)
     runner.spawn = spawn_train  # train.devices_per_run > 1: K workers per run
@@ -142,7 +144,7 @@ def train_stage(
     counts: dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    console.print(Text(stamp(f"Train stage done in {time.perf_counter() - t0:.1f}s: "
+    console.print(Text(stamp(label + f"Train stage done in {time.perf_counter() - t0:.1f}s: "
                              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))),
                   highlight=False)
     sys.stdout.flush()

@@ -1,0 +1,139 @@
+"""Several local worker processes train one plan at once, on CPU (``train.workers``).
+
+Why: the default GPT's small models use two cores badly. Width 16 trains at ~23 GFLOP/s on two
+threads and nearly as fast on one (per-step overhead, not arithmetic, bounds it), so two
+one-thread processes train two runs in about the time one two-thread process trains one
+(measured numbers: ``docs/measurements.md``, "Workers").
+
+How: each worker is a spawned process running :func:`~flops_fit.training.sweep.train_stage`
+over the whole plan with ``cores // workers`` threads. The run and trunk locks the stage
+already takes make the workers share out the work as they go: a worker skips a trunk (or run)
+another holds and takes the next, so the load balances itself whatever each trunk's speed.
+A worker that dies leaves its run to the next ``train`` (its checkpoint resumes); the others
+finish theirs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+from rich.console import Console
+from rich.text import Text
+
+from flops_fit.config import TrainConfig
+from flops_fit.errors import FlopsFitError
+from flops_fit.rundir.io import load_run_results
+from flops_fit.rundir.records import FINAL_STATUSES
+from flops_fit.training.devices import resolve_device
+from flops_fit.training.progress import stamp
+from flops_fit.training.sweep import train_stage
+from flops_fit.training.trunks import flops_spent
+
+MAX_AUTO_WORKERS = 2  # auto: at most this many (measured on 2 cores; more is not measured)
+AUTO_MIN_FLOPS = 2e12  # auto: less work than this (~40 s on 2 cores) trains in one process,
+                       # where a worker's start (~3 s: import torch, unpickle the data) would show
+
+
+def resolve_workers(cfg: TrainConfig, device: torch.device, flops_left: float) -> int:
+    """How many local worker processes train the plan: ``cfg.workers``, or (0) auto.
+
+    Auto is one worker per core up to :data:`MAX_AUTO_WORKERS` on CPU, and 1 wherever else:
+    on CUDA (one GPU per process; use a launcher for more), under SLURM or explicit shards (the
+    cores are already shared out), with ``train.threads`` pinned (bit-exact reruns), with
+    several devices per run, with ``train.force`` (workers would retrain each other's runs),
+    or for less than :data:`AUTO_MIN_FLOPS` of training left.
+    """
+    if cfg.workers > 1 and cfg.force:
+        raise FlopsFitError(f"train.force=true retrains in one process, not train.workers="
+                            f"{cfg.workers}; set train.workers=1 (or drop train.force).")
+    if cfg.workers > 0:
+        return int(cfg.workers)
+    if cfg.force or device.type != "cpu" or cfg.num_shards > 1 or cfg.threads > 0 \
+            or cfg.devices_per_run > 1 or "SLURM_JOB_ID" in os.environ \
+            or flops_left < AUTO_MIN_FLOPS:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_AUTO_WORKERS))
+
+
+def worker_threads(cfg: TrainConfig, workers: int) -> int:
+    """Threads per worker: ``cfg.threads`` if pinned, else the cores split between workers."""
+    if cfg.threads > 0:
+        return int(cfg.threads)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
+def _worker(index: int, blob: bytes) -> None:
+    payload = torch.load(io.BytesIO(blob), weights_only=False)  # our own bytes, just written
+    # plain lines, never two live progress bars fighting over one terminal
+    console = Console(force_terminal=False, soft_wrap=True)
+    train_stage(payload["run_dir"], payload["plan"], payload["model_cls"], payload["data"],
+                payload["cfg"], loss_fn=payload["loss_fn"], console=console,
+                lr_rule=payload["lr_rule"], label=f"worker {index + 1}: ")
+
+
+def train_in_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg: TrainConfig,
+                     workers: int, loss_fn: Any = None, lr_rule: str | None = None) -> None:
+    """Train ``plan``'s unfinished runs in ``workers`` spawned processes; returns when all end.
+
+    Raises FlopsFitError when a worker ended abnormally (its runs resume at the next train).
+    """
+    cfg = replace(cfg, workers=1, threads=worker_threads(cfg, workers))
+    payload = {"run_dir": str(run_dir), "plan": plan, "model_cls": model_cls,
+               "data": data.to(torch.device("cpu")), "cfg": cfg, "loss_fn": loss_fn,
+               "lr_rule": lr_rule}
+    buf = io.BytesIO()  # plain bytes: torch's shared-memory tensor passing needs a big /dev/shm
+    try:
+        torch.save(payload, buf)
+    except Exception as exc:  # a lambda loss_fn or a class defined in __main__
+        raise FlopsFitError(
+            f"train.workers={workers} needs the model, data and loss function to be picklable "
+            f"({type(exc).__name__}: {exc}); set train.workers=1.") from None
+    try:
+        mp.start_processes(_worker, args=(buf.getvalue(),), nprocs=workers, join=True,
+                           start_method="spawn")
+    except mp.ProcessExitedException as exc:
+        raise FlopsFitError(f"training worker {exc.error_index} of {workers} died ({exc}); "
+                            "train again to resume its run.") from None
+    except mp.ProcessRaisedException as exc:
+        last = str(exc).strip().splitlines()[-1]
+        raise FlopsFitError(f"a training worker failed: {last}") from None
+
+
+def train_with_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg: TrainConfig,
+                       loss_fn: Any = None, console: Console | None = None,
+                       lr_rule: str | None = None) -> list[dict[str, Any]]:
+    """Train ``plan`` here (one worker) or in :func:`resolve_workers` local processes; the
+    records of the plan's runs that have one."""
+    done = load_run_results(run_dir)
+    spent = flops_spent(plan, cfg)
+    left = sum(spent[r.run_id] for r in plan.runs
+               if done.get(r.run_id, {}).get("status") not in FINAL_STATUSES)
+    workers = resolve_workers(cfg, resolve_device(cfg.device), left)
+    if workers == 1:
+        return train_stage(run_dir, plan, model_cls, data, cfg, loss_fn=loss_fn,
+                           console=console, lr_rule=lr_rule)
+    console = console or Console()
+    console.print(Text(stamp(f"Training in {workers} worker processes of "
+                             f"{worker_threads(cfg, workers)} thread(s) each (train.workers; "
+                             "train.workers=1 for one process).")), highlight=False)
+    t0 = time.perf_counter()
+    train_in_workers(run_dir, plan, model_cls, data, cfg, workers, loss_fn, lr_rule)
+    done = load_run_results(run_dir)
+    console.print(Text(stamp(f"{workers} workers trained the plan in "
+                             f"{time.perf_counter() - t0:.1f}s.")), highlight=False)
+    return [done[r.run_id] for r in plan.runs if r.run_id in done]
