@@ -50,8 +50,8 @@ from flops_fit.training.devices import pick_cuda_device, release_devices, resolv
 from flops_fit.training.estimate import estimate_lines, probe_plan
 from flops_fit.training.runner import check_loss_fn, default_loss_fn
 from flops_fit.training.schedule import check_schedule_name, endpoint_schedules, trajectory
-from flops_fit.training.sweep import train_stage
 from flops_fit.training.tracking.loggers import log_fit, log_plots
+from flops_fit.training.workers import train_with_workers
 
 
 def check_settings(s: Settings) -> Settings:
@@ -276,9 +276,13 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     plan = extend_stage(s, plan, console)  # results of an earlier (sharded) train call
     # one free GPU per job (devices_per_run of them for a multi-device run), before CUDA starts
     train.device = pick_cuda_device(train.device, k=train.devices_per_run)
+
+    def train_plan(plan: SweepPlan) -> list[dict[str, Any]]:
+        return train_with_workers(check_run_dir(s.run_dir), plan, model_cls, data, train,
+                                  loss_fn, console, label)
+
     try:
-        records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
-                              loss_fn=loss_fn, console=console, lr_rule=label)
+        records = train_plan(plan)
         # one process: train -> extend -> train the added runs, until nothing is added
         # (bounded by budgets.max_added per budget); shards extend at the next train
         while s.budgets.adaptive and train.num_shards == 1:
@@ -286,8 +290,7 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
             plan = extend_stage(s, plan, console)
             if len(plan.runs) == before:
                 break
-            records = train_stage(check_run_dir(s.run_dir), plan, model_cls, data, train,
-                                  loss_fn=loss_fn, console=console, lr_rule=label)
+            records = train_plan(plan)
     finally:
         release_devices()  # a reused launcher worker must not keep this job's GPU
     _check_failures(records, console)
