@@ -28,11 +28,13 @@ numerics), ``isoflop`` (Approach 2), ``parametric`` (Approach 3) and ``envelope`
 (Approach 1), and:
 ``joint`` -- the joint IsoFLOP fit (one model for all runs) and its parametric bootstrap;
 ``floor`` -- the floor E chosen by leave-future-out validation, for the joint fit and Approach 3;
+``asymmetry`` -- the joint fit refitted with a skewed profile (a diagnostic, not the default);
 ``synthetic`` -- sweeps from known Chinchilla laws (calibration, precision forecast).
 """
 
 from __future__ import annotations
 
+from flops_fit.fitting.asymmetry import SkewFit, fit_joint_skew
 from flops_fit.fitting.common import (
     EXPONENT_BOUNDS,
     PARAM_NAMES,
@@ -110,12 +112,14 @@ __all__ = [
     "JointBudget",
     "JointFit",
     "PrecisionForecast",
+    "SkewFit",
     "Sweep",
     "bootstrap_joint",
     "choose_floor",
     "fit_joint",
     "joint_quantity",
     "fit_joint_floor",
+    "fit_joint_skew",
     "fit_parametric_floor",
     "forecast_precision",
     "simulate_sweep",
