@@ -25,7 +25,8 @@ Usage::
    budgets (6e18..3e21, each run to the nearest in log C), both approaches fitted on the
    budgets up to a cut-off and scored at 1e21 and 3e21 against those budgets' own parabola
    minima: relative error of N_opt and of the loss (info; the measurement behind the default
-   ``predict_with``, with the CPU sweeps' in the README).
+   ``predict_with``, with the CPU sweeps' in the README); also the joint fit with a skewed
+   profile (``fit_joint_skew``) and its skew s (a finding, docs/calibration.md).
 
 Prints PASS/FAIL per target; exit status 0 when all pass, 1 otherwise.
 """
@@ -49,6 +50,7 @@ from flops_fit.fitting import (  # noqa: E402
     bootstrap_parametric,
     fit_isoflop,
     fit_joint,
+    fit_joint_skew,
     fit_parametric,
     optimal_allocation,
     parametric_loss,
@@ -109,9 +111,14 @@ def holdout_part(path: Path) -> None:
     own = {o.compute_budget: o for o in fit_isoflop(budget, n, d, loss, c).budgets}
     print("## Held-out budgets of the reference (runs grouped into Hoffmann's nine budgets; "
           "error = predicted / the held-out budget's own parabola minimum - 1)\n")
+    skew = fit_joint_skew(fit_joint(budget, n, d, loss, c))
+    print(f"Skewed joint profile on all runs (fitting/asymmetry.py): s = {skew.skew:+.3f} "
+          f"(se {skew.skew_se:.3f}; s > 0: steeper on the large-N side), F = {skew.f_stat:.1f}, "
+          f"p = {skew.p_value:.2g}, a = {skew.a:.3f}\n")
     print("| fitted on budgets | predicted budget | x beyond | Approach 2 N_opt | Approach 2 loss "
-          "| Approach 3 N_opt | Approach 3 loss | joint N_opt | joint loss |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| Approach 3 N_opt | Approach 3 loss | joint N_opt | joint loss | joint+skew N_opt "
+          "| joint+skew loss | s (se) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for target in (3e21, 1e21):
         ref = own[target]
         at = float(np.exp(np.mean(np.log(c[budget == target]))))
@@ -123,16 +130,20 @@ def holdout_part(path: Path) -> None:
             par = fit_parametric(n[m], d[m], loss[m], loss_type=cfg.loss,
                                  huber_delta=cfg.huber_delta)  # the shipped Approach 3
             joint = fit_joint(budget[m], n[m], d[m], loss[m], c[m])
+            sk = fit_joint_skew(joint)
             pn, pd = par.allocation(at)
             errs = (float(iso.n_opt(at)) / ref.optimal_params - 1,
                     float(iso.loss_opt(at)) / ref.optimal_loss - 1,
                     float(pn) / ref.optimal_params - 1,
                     float(par.predict(pn, pd)) / ref.optimal_loss - 1,
                     float(joint.n_opt(at)) / ref.optimal_params - 1,
-                    float(joint.loss_opt(at)) / ref.optimal_loss - 1)
+                    float(joint.loss_opt(at)) / ref.optimal_loss - 1,
+                    float(sk.n_opt(at)) / ref.optimal_params - 1,
+                    float(sk.loss_opt(at)) / ref.optimal_loss - 1)
             print(f"| 6e18..{cut:.0e} | {target:.0e} | {at / cut:.1f} | {errs[0]:+.1%} | "
                   f"{errs[1]:+.2%} | {errs[2]:+.1%} | {errs[3]:+.2%} | {errs[4]:+.1%} | "
-                  f"{errs[5]:+.2%} |")
+                  f"{errs[5]:+.2%} | {errs[6]:+.1%} | {errs[7]:+.2%} | {sk.skew:+.3f} "
+                  f"({sk.skew_se:.3f}) |")
     print()
 
 
