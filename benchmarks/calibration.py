@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO / "src"))
 from flops_fit.fitting import (  # noqa: E402
     bootstrap_parametric,
     fit_isoflop,
+    fit_joint_skew,
     fit_parametric,
     optimal_allocation,
     parametric_loss,
@@ -50,7 +51,12 @@ from flops_fit.fitting import (  # noqa: E402
 from flops_fit.fitting.floor import fit_joint_floor, fit_parametric_floor  # noqa: E402
 from flops_fit.fitting.joint import fit_joint  # noqa: E402
 from flops_fit.fitting.synthetic import DESIGNS as BUILTIN_DESIGNS  # noqa: E402
-from flops_fit.fitting.synthetic import Design, random_sweep  # noqa: E402
+from flops_fit.fitting.synthetic import (  # noqa: E402
+    Design,
+    law_from_optimum,
+    random_sweep,
+    simulate_sweep,
+)
 
 #: the current default sweep (conf/budgets/cpu.yaml: 9 budgets sqrt(2) apart over 2.5e11..4e12,
 #: 5 sizes over span 6) as the planner laid it out for the default GPT: each budget's real
@@ -61,15 +67,31 @@ DEFAULT9_DESIGN = Design(
     planned=(_W[:3], _W[:3], _W[:4], _W[:5], _W[:5], _W[:5], _W[:5], _W[:4] + _W[5:], _W[1:]))
 DESIGNS = {**BUILTIN_DESIGNS, "default9": DEFAULT9_DESIGN}
 
-ESTIMATORS = ("A2", "joint", "joint+floor", "A3", "A3+floor")
+ESTIMATORS = ("A2", "joint", "joint+floor", "A3", "A3+floor", "joint+skew")
+#: fixed laws for ``--law`` (E, alpha, beta, tokens/param and reducible loss at the middle
+#: budget): ``prior``, the planner's prior (analysis/forecast.py); ``cpu``, the default CPU run's
+#: Approach 3 fit (E 1.13, alpha 0.72, beta 0.53, its optimum ~90 tokens/param and L* - E ~0.65
+#: at 1e12). ``random`` draws a law per sweep (``draw_law``).
+LAWS = {"prior": (1.0, 0.35, 0.45, 100.0, 0.8), "cpu": (1.13, 0.72, 0.53, 90.0, 0.65)}
+#: Approach 3's Huber threshold: the shipped ``analysis.huber_delta`` (the tables of
+#: docs/calibration.md measured before 2026-12-05 14:00 used fit_parametric's 1e-3)
+A3_DELTA = 1e-2
 QUANTITIES = ("a", "n_opt", "loss_opt")
 NAN3 = {q: (math.nan, math.nan, math.nan) for q in QUANTITIES}  # (point, lo, hi)
 
 
+def _points(a: float, n_opt: float, loss_opt: float) -> dict:
+    """Point estimates without intervals (``--bootstrap 0``, or an estimator with none)."""
+    return {"a": (a, math.nan, math.nan), "n_opt": (n_opt, math.nan, math.nan),
+            "loss_opt": (loss_opt, math.nan, math.nan)}
+
+
 def _a2(sw, C, B, seed):
     fit = fit_isoflop(sw.budget, sw.n, sw.d, sw.loss, sw.c, n_bootstrap=B, seed=seed)
-    if not fit.available or fit.bootstrap is None or fit.loss_opt is None:
+    if not fit.available or fit.loss_opt is None:
         return NAN3, 0, B
+    if fit.bootstrap is None:
+        return _points(fit.n_opt.exponent, float(fit.n_opt(C)), float(fit.loss_opt(C))), 0, 0
     s = fit.bootstrap.samples
     n_s = np.exp(s[:, 0] + s[:, 1] * math.log(C))
     l_s = np.exp(s[:, 4] + s[:, 5] * math.log(C))
@@ -80,8 +102,10 @@ def _a2(sw, C, B, seed):
 
 
 def _joint(fit, C, B):
-    if not fit.available or not fit.precise or fit.bootstrap is None:
+    if not fit.available or not fit.precise:
         return NAN3, (fit.bootstrap.n_failed if fit.bootstrap else 0), B
+    if fit.bootstrap is None:
+        return _points(fit.a, float(fit.n_opt(C)), float(fit.loss_opt(C))), 0, 0
     out = {"a": (fit.a, *fit.interval("a")),
            "n_opt": (fit.n_opt(C), *fit.interval("n_opt", C)),
            "loss_opt": (fit.loss_opt(C), *fit.interval("loss_opt", C))}
@@ -89,6 +113,9 @@ def _joint(fit, C, B):
 
 
 def _a3(fit, boot, C):
+    if boot is None:
+        n0, d0 = fit.allocation(C)
+        return _points(fit.a, float(n0), float(fit.predict(n0, d0))), 0, 0
     s = boot.samples
     n_s, d_s = optimal_allocation(C, s[:, 1], s[:, 2], s[:, 3], s[:, 4])
     l_s = parametric_loss(n_s, d_s, *(s[:, j] for j in range(5)))
@@ -101,9 +128,11 @@ def _a3(fit, boot, C):
 
 def one_sweep(job):
     """Every estimator on one sweep: ``{estimator: (results, n_failed, n_resamples, seconds)}``."""
-    design_name, noise, seed, B, estimators = job
+    design_name, noise, seed, B, estimators, law = job
     design = DESIGNS[design_name]
-    sw = random_sweep(design, noise, seed)
+    sw = random_sweep(design, noise, seed) if law == "random" else simulate_sweep(
+        design, law_from_optimum(*LAWS[law][:3], design.middle_budget, *LAWS[law][3:]), noise,
+        seed)
     C = design.target_budget
     res = {"truth": sw.truth(C)}
     for est in estimators:
@@ -117,13 +146,19 @@ def one_sweep(job):
             elif est == "joint+floor":
                 r = _joint(fit_joint_floor(sw.budget, sw.n, sw.d, sw.loss, sw.c, n_bootstrap=B,
                                            seed=seed), C, B)
+            elif est == "joint+skew":  # a point estimate only (fitting/asymmetry.py)
+                fit = fit_joint(sw.budget, sw.n, sw.d, sw.loss, sw.c)
+                sk = fit_joint_skew(fit) if fit.available and fit.precise else None
+                r = (NAN3, 0, 0) if sk is None else \
+                    (_points(sk.a, float(sk.n_opt(C)), float(sk.loss_opt(C))), 0, 0)
             elif est == "A3":
-                fit = fit_parametric(sw.n, sw.d, sw.loss)
+                fit = fit_parametric(sw.n, sw.d, sw.loss, huber_delta=A3_DELTA)
                 r = _a3(fit, bootstrap_parametric(fit, sw.n, sw.d, sw.loss, n_resamples=B,
-                                                  seed=seed), C)
+                                                  seed=seed) if B else None, C)
             else:
                 fit, boot, _ = fit_parametric_floor(sw.budget, sw.n, sw.d, sw.loss,
                                                     n_bootstrap=B, seed=seed)
+                boot = boot if B else None
                 r = _a3(fit, boot, C)
         except Exception as exc:  # a crash is a result too: no interval
             print(f"{est} crashed on seed {seed}: {exc!r}", file=sys.stderr)
@@ -147,15 +182,15 @@ def summarise(results: list[dict], est: str) -> dict:
         out[f"cov_{q}"] = float(np.mean((lo[ok] <= tr[ok]) & (tr[ok] <= hi[ok]))) if ok.any() \
             else math.nan
         with np.errstate(all="ignore"):
-            if q == "a":
-                width, err = hi - lo, np.abs(pt - tr)
-            elif q == "n_opt":
-                width, err = hi / lo, 100 * np.abs(pt / tr - 1)
-            else:
-                width, err = (hi - lo) / tr, 100 * np.abs(pt / tr - 1)
+            signed = pt - tr if q == "a" else 100 * (pt / tr - 1)
+            width = hi - lo if q == "a" else hi / lo if q == "n_opt" else (hi - lo) / tr
+        err = np.abs(signed)
         out[f"w_{q}"] = float(np.median(width[ok])) if ok.any() else math.nan
         fin = np.isfinite(err)
+        out[f"points_{q}"] = int(fin.sum())
         out[f"e_{q}"] = float(np.median(err[fin])) if fin.any() else math.nan
+        out[f"b_{q}"] = tuple(float(np.percentile(signed[fin], p)) for p in (50, 25, 75)) \
+            if fin.any() else (math.nan,) * 3
     return out
 
 
@@ -174,6 +209,21 @@ def fmt_table(blocks: list[tuple[str, float, str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def fmt_bias(blocks: list[tuple[str, float, str, dict]], law: str) -> str:
+    """Signed errors of the point estimates: median [quartiles]; a absolute, N_opt and the
+    loss at the target relative."""
+    lines = ["| design | law | noise | estimator | sweeps with a point | bias a [IQR] "
+             "| bias N_opt [IQR] | bias loss | median abs err a | median abs err N_opt |",
+             "|" + "---|" * 10]
+    for design, noise, est, s in blocks:
+        (ba, qa1, qa3), (bn, qn1, qn3) = s["b_a"], s["b_n_opt"]
+        lines.append(
+            f"| {design} | {law} | {noise:.1%} | {est} | {s['points_n_opt']}/{s['n']} "
+            f"| {ba:+.3f} [{qa1:+.3f}, {qa3:+.3f}] | {bn:+.1f}% [{qn1:+.1f}%, {qn3:+.1f}%] "
+            f"| {s['b_loss_opt'][0]:+.2f}% | {s['e_a']:.3f} | {s['e_n_opt']:.1f}% |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--designs", default="default,dense")
@@ -182,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="first sweep seed")
-    p.add_argument("--estimators", default=",".join(ESTIMATORS))
+    p.add_argument("--estimators", default=",".join(ESTIMATORS[:5]))
+    p.add_argument("--law", default="random", choices=("random", *LAWS),
+                   help="random: a law drawn per sweep; prior/cpu: one fixed law (LAWS)")
     p.add_argument("--quick", action="store_true",
                    help="20 sweeps, 50 resamples, default design, 1%% noise")
     a = p.parse_args(argv)
@@ -196,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     for design in a.designs.split(","):
         for noise in (float(x) for x in a.noise.split(",")):
-            jobs = [(design, noise, a.seed + i, a.bootstrap, estimators) for i in range(a.sweeps)]
+            jobs = [(design, noise, a.seed + i, a.bootstrap, estimators, a.law)
+                    for i in range(a.sweeps)]
             t = time.time()
             if a.jobs > 1:
                 with Pool(a.jobs) as pool:
@@ -208,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {design}, noise {noise:.1%}: {a.sweeps} sweeps in {time.time() - t:.0f} s",
                   file=sys.stderr, flush=True)
             print(fmt_table(blocks[-len(estimators):]), flush=True)
-    print(f"\n## all ({a.sweeps} sweeps each, {a.bootstrap} resamples, target 10x the largest "
-          f"budget; {time.time() - t0:.0f} s)\n")
-    print(fmt_table(blocks))
+    print(f"\n## all ({a.sweeps} sweeps each, law {a.law}, {a.bootstrap} resamples, target 10x "
+          f"the largest budget; {time.time() - t0:.0f} s)\n")
+    if a.bootstrap:
+        print(fmt_table(blocks) + "\n")
+    print(fmt_bias(blocks, a.law))
     return 0
 
 
