@@ -37,8 +37,9 @@ from flops_fit.training.sweep import train_stage
 from flops_fit.training.trunks import flops_spent
 
 MAX_AUTO_WORKERS = 2  # auto: at most this many (measured on 2 cores; more is not measured)
-AUTO_MIN_FLOPS = 2e12  # auto: less work than this (~40 s on 2 cores) trains in one process,
-                       # where a worker's start (~3 s: import torch, unpickle the data) would show
+AUTO_MIN_FLOPS = 5e12  # auto: less work than this (~100 s on 2 cores; budgets=smoke is 2.1e12)
+                       # trains in one process: a worker's start (~3 s: import torch, unpickle
+                       # the data) would show, and small sweeps stay one process to debug
 
 
 def resolve_workers(cfg: TrainConfig, device: torch.device, flops_left: float) -> int:
