@@ -5,7 +5,10 @@ the run noise, fitted jointly with a parametric bootstrap (:mod:`flops_fit.fitti
 and the median 95% interval widths reported: N_opt (hi/lo), the loss (relative) and the
 exponent a. The prior law is the run directory's current parametric fit when it has a usable
 one; otherwise a stated default (:data:`PRIOR`), placed so that its optimum sits at the
-planner's prior tokens per parameter at the middle budget.
+planner's prior tokens per parameter at the middle budget. The run noise is
+``estimate.noise`` when set, else the scatter the run directory's joint fit measured (its
+residual sd of log loss, with at least :data:`MIN_NOISE_DOF` degrees of freedom), else
+:data:`DEFAULT_NOISE`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ from flops_fit.fitting.synthetic import (
 PRIOR = {"E": 1.0, "alpha": 0.35, "beta": 0.45, "reducible": 0.8}
 #: simulated sweeps and bootstrap resamples per forecast (about 5 s on two CPU cores)
 N_SIMS, N_BOOTSTRAP = 16, 80
+#: run noise (sd of log loss) without a measurement: DEFAULT_NOISE_REASON says where it is from
+DEFAULT_NOISE = 0.01
+DEFAULT_NOISE_REASON = "the stated default"
+#: a joint fit's residual sd counts as a measurement of the run noise from this many dof
+MIN_NOISE_DOF = 10
 
 
 @dataclass
@@ -39,6 +47,7 @@ class Forecast:
     widths: PrecisionForecast
     prior: str
     noise: float
+    noise_source: str = "estimate.noise"
 
 
 def prior_law(analysis_path: Path | None, middle: float, tokens_per_param: float
@@ -59,15 +68,38 @@ def prior_law(analysis_path: Path | None, middle: float, tokens_per_param: float
                  f"{PRIOR['beta']:g}, optimum at {tokens_per_param:g} tokens/param)")
 
 
-def forecast(budgets: list[float], params: list[float], target: float, noise: float,
+def measured_noise(analysis_path: Path | None) -> float | None:
+    """The run scatter (residual sd of log loss) of the run directory's joint fit, when it has
+    one with at least :data:`MIN_NOISE_DOF` degrees of freedom."""
+    if analysis_path is None or not analysis_path.is_file():
+        return None
+    try:
+        joint = ScalingAnalysis.from_json(analysis_path).sections.get("joint")
+    except FlopsFitError:
+        return None
+    sigma, dof = getattr(joint, "sigma", None), getattr(joint, "dof", None)
+    if isinstance(sigma, float) and math.isfinite(sigma) and 0 < sigma < 0.5 \
+            and isinstance(dof, int) and dof >= MIN_NOISE_DOF:
+        return sigma
+    return None
+
+
+def forecast(budgets: list[float], params: list[float], target: float, noise: float | None,
              tokens_per_param: float, analysis_path: Path | None = None) -> Forecast:
     """Forecast the 95% interval widths at ``target`` of a plan whose run ``i`` has budget
-    ``budgets[i]`` and ``params[i]`` parameters, under run noise ``noise`` (sd of log loss)."""
+    ``budgets[i]`` and ``params[i]`` parameters, under run noise ``noise`` (sd of log loss;
+    None: measured in the run directory, else :data:`DEFAULT_NOISE`)."""
     design = design_of_runs(budgets, params)
     law, prior = prior_law(analysis_path, design.middle_budget, tokens_per_param)
+    source = "estimate.noise"
+    if noise is None:
+        noise = measured_noise(analysis_path)
+        source = "the scatter this run directory's joint fit measured"
+        if noise is None:
+            noise, source = DEFAULT_NOISE, DEFAULT_NOISE_REASON
     widths = forecast_precision(design, noise, law, target_compute=target, n_sims=N_SIMS,
                                 n_bootstrap=N_BOOTSTRAP)
-    return Forecast(target, widths, prior, noise)
+    return Forecast(target, widths, prior, noise, source)
 
 
 def forecast_lines(f: Forecast) -> list[str]:
@@ -78,6 +110,7 @@ def forecast_lines(f: Forecast) -> list[str]:
                 "joint fit could not pin its intervals (too few budgets with the optimum "
                 "inside their sizes); add budgets or sizes."]
     return [f"Precision forecast at C={f.target:.3g} (95%, simulated: {w.n_sims} sweeps of "
-            f"this plan, {100 * f.noise:g}% run noise, {f.prior}): N_opt within "
+            f"this plan, {100 * f.noise:.2g}% run noise ({f.noise_source}), {f.prior}): "
+            f"N_opt within "
             f"{w.n_opt_width:.2f}x (hi/lo), loss within {100 * w.loss_width:.1f}%, exponent a "
             f"within {w.a_width:.3f}."]

@@ -73,7 +73,8 @@ class EstimateConfig:
     probe: bool = True  # time a few real optimizer steps per size (cached in probe.json)
     probe_steps: int = 3  # timed steps per size, after one untimed warm-up step
     forecast: bool = True  # simulate the plan's interval widths (about 5 s)
-    noise: float = 0.01  # run-to-run sd of log loss behind the forecast (CPU runs: ~1%)
+    noise: float | None = None  # run-to-run sd of log loss behind the forecast; None: the run
+    # directory's measured scatter, else analysis/forecast.py's DEFAULT_NOISE
 
     def check(self) -> None:
         """One sentence for an impossible number of steps."""
@@ -83,9 +84,11 @@ class EstimateConfig:
              f"is more than {MAX_PROBE_STEPS}; a few steps time a size well, e.g. 3.")
         need(isinstance(self.forecast, bool), f"estimate.forecast={self.forecast!r} must be "
              "true or false.")
-        need(not isinstance(self.noise, bool) and isinstance(self.noise, (int, float))
-             and 0 < self.noise < 0.5, f"estimate.noise={self.noise!r} must be a fraction "
-             "between 0 and 0.5 (the run-to-run sd of log loss, e.g. 0.01).")
+        need(self.noise is None or (not isinstance(self.noise, bool)
+                                    and isinstance(self.noise, (int, float))
+                                    and 0 < self.noise < 0.5),
+             f"estimate.noise={self.noise!r} must be a fraction between 0 and 0.5 (the "
+             "run-to-run sd of log loss, e.g. 0.01), or null for the measured scatter.")
 
 
 @dataclass

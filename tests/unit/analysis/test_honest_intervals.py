@@ -10,7 +10,7 @@ import pytest
 
 from flops_fit.analysis.analyzer import ScalingLawAnalyzer
 from flops_fit.analysis.approaches import APPROACHES
-from flops_fit.analysis.forecast import forecast, forecast_lines
+from flops_fit.analysis.forecast import DEFAULT_NOISE, forecast, forecast_lines, measured_noise
 from flops_fit.analysis.scaling_analysis import ScalingAnalysis
 from flops_fit.config import AnalysisConfig
 from flops_fit.fitting.synthetic import DEFAULT_DESIGN, law_from_optimum, simulate_sweep
@@ -90,6 +90,23 @@ def test_the_plan_forecast_is_a_sentence_with_widths():
     assert f.widths.n_sims > 0 and f.widths.n_opt_width > 1.0
     (line,) = forecast_lines(f)
     assert line.startswith("Precision forecast at C=4e+13") and "N_opt within" in line
+    assert "1% run noise (estimate.noise)" in line
+
+
+def test_the_forecast_takes_the_run_noise_measured_in_the_run_directory(tmp_path):
+    """estimate.noise=null: the joint fit's residual sd where the run directory has one."""
+    law = law_from_optimum(1.0, 0.35, 0.45, 1e12, 100.0, 0.8)
+    sweep = simulate_sweep(DEFAULT_DESIGN, law, 0.02, seed=5)
+    _analyze(tmp_path, _records(sweep), predict_with="joint")
+    path = tmp_path / "run" / "analysis" / "scaling_laws.json"
+    sigma = measured_noise(path)
+    assert sigma is not None and 0.012 < sigma < 0.03  # 2% noise, measured
+    assert measured_noise(tmp_path / "none.json") is None
+    budgets, params = [2.5e11] * 3 + [1e12] * 3, [8e3, 1.4e4, 2.4e4, 1.6e4, 2.8e4, 4.8e4]
+    f = forecast(budgets, params, 4e12, None, 100.0, path)
+    assert f.noise == sigma and "measured" in f.noise_source
+    assert forecast(budgets, params, 4e12, None, 100.0).noise == DEFAULT_NOISE
+    assert forecast(budgets, params, 4e12, 0.003, 100.0, path).noise == 0.003
 
 
 def test_disagreeing_exponents_are_one_warning_naming_each():
