@@ -38,7 +38,7 @@ from flops_fit.analysis.approach1 import approach1_section, off_centre_warnings
 from flops_fit.analysis.approach2 import MIN_SIZES_PER_BUDGET
 from flops_fit.analysis.approaches import APPROACHES, approach, choose_method
 from flops_fit.analysis.checks import exponent_disagreement, mistuning_notes
-from flops_fit.analysis.realise import print_models
+from flops_fit.analysis.notes import build_notes
 from flops_fit.analysis.scaling_analysis import DEFAULT_TABLE_BUDGETS, ScalingAnalysis
 from flops_fit.analysis.sections import plain
 from flops_fit.config import AnalysisConfig
@@ -329,6 +329,9 @@ class ScalingLawAnalyzer:
         except UnusableFitError as exc:  # the fit is written, with no impossible numbers
             analysis.predictions = []
             analysis.warnings.append(str(exc))
+        analysis.notes = build_notes(analysis.warnings, provenance, analysis.predictions,
+                                     self.results_path.parent, runs.budget.tolist(),
+                                     cfg.params_convention)
         if cfg.holdout == "largest":
             analysis.holdout = self._holdout(runs, cfg, kappa)
         data = plain(analysis.to_dict())
@@ -491,7 +494,4 @@ def run_analysis(run_dir: Path, config: AnalysisConfig, table_budgets: list[floa
                 "pending); wait for more runs to finish and analyze again."
             ) from exc
         raise
-    swept = sorted(set(float(c) for c in analyzer.last_budgets))
-    print_models(console, run_dir, [analysis.predict_optimal_size(c) for c in budgets], swept,
-                 analyzer.config.params_convention)
     return analysis

@@ -16,9 +16,6 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-
 from flops_fit.analysis.laws import Prediction
 from flops_fit.config.reading import import_model_class
 from flops_fit.errors import FlopsFitError
@@ -191,30 +188,24 @@ def note_level(p: Prediction, note: str) -> str:
     return "note" if far.get("level") == "note" and far.get("text") == note else "warning"
 
 
+def model_line(p: Prediction) -> str:
+    """The one sentence naming ``p``'s nearest buildable model (``in_user_terms``' ``model``),
+    as analyze, find-optimal, scaling_laws.json and report.html all say it; '' without one."""
+    m = p.get("model")
+    if not m:
+        return ""
+    return (f"C={p.target_compute:.3g}: nearest model {m['size_param']}={m['size_value']} "
+            f"(N={m['num_params']:,})")
+
+
 def describe(p: Prediction) -> list[str]:
-    """The lines a user reads under a prediction: the config to launch, then the notes."""
+    """The lines a user reads under a prediction: the model to launch (its line, then its
+    class and kwargs), then the notes."""
     lines = []
     m = p.get("model")
     if m:
         kw = ", ".join(f"{k}={v}" for k, v in m["kwargs"].items())
-        lines.append(f"  nearest model: {m['size_param']}={m['size_value']} "
-                     f"(N={m['num_params']:,}; {m['model']}({kw}))")
+        lines.append(f"  {model_line(p)}")
+        lines.append(f"    model: {m['model']}({kw})")
     lines += [f"  {note_level(p, n)}: {n}" for n in p.get("notes") or []]
     return lines
-
-
-def print_models(console: Console, run_dir: Path, predictions: list[Prediction],
-                 budgets: list[float], params: str) -> None:
-    """One line per predicted budget: the nearest buildable model and any notes."""
-    for p in predictions:
-        if not p.optimal_params:
-            continue
-        q = in_user_terms(p, run_dir, budgets, params)
-        m = q.get("model")
-        name = f"{m['size_param']}={m['size_value']} (N={m['num_params']:,})" if m else "-"
-        console.print(escape(f"C={p.target_compute:.3g}: nearest model {name}"),
-                      highlight=False)
-        for n in q.get("notes") or []:
-            level = note_level(q, n)
-            console.print(f"  {'[yellow]warning:[/]' if level == 'warning' else 'note:'} "
-                          f"{escape(n)}", highlight=False)

@@ -19,6 +19,7 @@ import numpy as np
 from flops_fit.analysis import text as printing
 from flops_fit.analysis.approaches import APPROACHES, approach
 from flops_fit.analysis.laws import Prediction
+from flops_fit.analysis.notes import Note, read_notes
 from flops_fit.analysis.sections import (
     Approach1Section,
     IsoflopSection,
@@ -60,7 +61,8 @@ class ScalingAnalysis:
     ``isoflop`` are also attributes); ``approach1`` is the envelope's section; ``method``
     names the approach that predicts. Build it with
     :class:`~flops_fit.analysis.analyzer.ScalingLawAnalyzer` or :meth:`from_json`.
-    ``holdout`` stays the plain JSON object of the holdout check.
+    ``holdout`` stays the plain JSON object of the holdout check. ``notes`` is the one list of
+    what analyze prints beside the numbers (:func:`~flops_fit.analysis.notes.build_notes`).
     """
 
     method: str
@@ -72,7 +74,11 @@ class ScalingAnalysis:
     warnings: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     created_utc: str = ""
-    #: approaches an older file does not hold (read as unavailable, not written back)
+    #: everything analyze says beside the numbers, as printed (analysis/notes.py); an older
+    #: file without them reads its ``warnings`` as the notes
+    notes: list[Note] = field(default_factory=list)
+    #: approaches (and ``notes``) an older file does not hold: read as unavailable (its
+    #: warnings as the notes), not written back
     absent: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -81,6 +87,7 @@ class ScalingAnalysis:
         self.approach1 = _section(self.approach1, Approach1Section)
         self.predictions = [p if isinstance(p, Prediction) else Prediction.from_dict(p)
                             for p in self.predictions]
+        self.notes = [n if isinstance(n, Note) else Note.from_dict(n) for n in self.notes]
 
     @property
     def parametric(self) -> ParametricSection:
@@ -107,6 +114,7 @@ class ScalingAnalysis:
             "predictions": [p.to_dict() for p in self.predictions],
             "holdout": self.holdout,
             "warnings": self.warnings,
+            **({} if "notes" in self.absent else {"notes": [n.to_dict() for n in self.notes]}),
             "provenance": self.provenance,
         }
 
@@ -145,7 +153,14 @@ class ScalingAnalysis:
         for i, p in enumerate(source.get("predictions") or []):
             if not isinstance(p, dict):
                 raise bad(f"predictions[{i}]={p!r} is not an object")
-        absent = tuple(n for n in APPROACHES if not isinstance(source.get(n), dict))
+        warnings = [str(w) for w in source.get("warnings") or []]
+        try:
+            notes = (read_notes(source["notes"]) if source.get("notes") is not None
+                     else [Note("warning", w) for w in warnings if w])
+        except ValueError as exc:
+            raise bad(f"notes{exc}" if str(exc).startswith("[") else f"notes: {exc}") from None
+        absent = tuple(n for n in APPROACHES if not isinstance(source.get(n), dict)) \
+            + (("notes",) if source.get("notes") is None else ())
         sections = {name: _read_section(a.section, source[name] if name not in absent else {
             "available": False, "message": f"{name} is not in this file; run `flops-fit "
             "analyze` again to fit it"}, name, bad) for name, a in APPROACHES.items()}
@@ -157,9 +172,10 @@ class ScalingAnalysis:
             method_note=str(source.get("method_note") or ""),
             holdout=source.get("holdout"),
             predictions=[Prediction.from_dict(p) for p in source.get("predictions") or []],
-            warnings=list(source.get("warnings") or []),
+            warnings=warnings,
             provenance=dict(source.get("provenance") or {}),
             created_utc=str(source.get("created_utc") or ""),
+            notes=notes,
             absent=absent,
         )
 

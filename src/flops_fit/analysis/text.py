@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flops_fit.analysis.approaches import APPROACHES
+from flops_fit.analysis.notes import print_notes
 from flops_fit.analysis.sections import interval_text
 
 if TYPE_CHECKING:
@@ -90,7 +91,9 @@ def describe(analysis: ScalingAnalysis) -> str:
 
 def print_analysis(console: Console, results_path: Path, output_path: Path,
                    analysis: ScalingAnalysis, budgets: list[float]) -> None:
-    """``flops-fit analyze``'s output: runs used, warnings, the laws, the table, the holdout."""
+    """``flops-fit analyze``'s output: runs used, the notes (``analysis.notes``, the list
+    ``scaling_laws.json`` and ``report.html`` hold), the laws, the table, the holdout, then each
+    predicted budget's nearest model and remarks."""
 
     def say(text: str = "") -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -104,12 +107,9 @@ def print_analysis(console: Console, results_path: Path, output_path: Path,
         + (f"; {len(other)} completed run(s) dropped: "
            + "; ".join(f"{d['run_id']}: {d['reason']}" for d in other[:5])
            + (" ..." if len(other) > 5 else "") if other else "") + ".")
-    pending = sum(v for k, v in counts.items() if k not in ("completed", "failed", "diverged"))
-    if pending:
-        say(f"{pending} run(s) are not finished yet; this fit uses the completed ones only.")
-    for w in analysis.warnings:
-        if w not in (analysis.isoflop.message, analysis.method_note):  # describe() says it
-            say(f"warning: {w}")
+    per_budget = ("model", "prediction")
+    print_notes(console, [n for n in analysis.notes if n.topic not in per_budget],
+                skip=(analysis.isoflop.message, analysis.method_note))  # describe() says them
     say(describe(analysis))
     say()
     say(analysis.chinchilla_table(budgets))
@@ -128,3 +128,4 @@ def print_analysis(console: Console, results_path: Path, output_path: Path,
         else:
             say(h.get("message", "Holdout skipped."))
     say(f"Wrote {output_path}")
+    print_notes(console, [n for n in analysis.notes if n.topic in per_budget])

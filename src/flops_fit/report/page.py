@@ -21,6 +21,7 @@ from typing import Any
 from flops_fit import plots
 from flops_fit.analysis.scaling_analysis import ScalingAnalysis
 from flops_fit.report.html import esc, fmt, is_num, markdown_table
+from flops_fit.report.notes import lr_rule_html, notes_section, timing_html
 from flops_fit.report.sections import (
     holdout_section,
     laws_section,
@@ -53,6 +54,7 @@ border-radius:6px;padding:.5em .9em;min-width:10em}.kpi b{display:block;font-siz
 height:auto;border:1px solid #e3e6e8}figcaption{color:#5f6b73;font-size:.9em;margin-top:.3em}
 pre{background:#f6f8f9;padding:.7em;overflow-x:auto;font-size:.85em}
 details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
+ul.notes li{margin:.25em 0}li.warn-item b{color:#9a6700}li.note-item b{color:#5f6b73}
 nav a{margin-right:1em}.scroll{overflow-x:auto}.small table{font-size:.8em}
 """
 
@@ -178,13 +180,15 @@ def write_report(run_dir: str | Path, figures_or_plot_paths: Iterable[Any] | Non
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f'<p class="sub">{esc(run_dir)} · {esc(now)}</p>',
-        '<nav><a href="#prediction">prediction</a><a href="#laws">laws</a>'
+        '<nav><a href="#prediction">prediction</a><a href="#notes">notes</a>'
+        '<a href="#laws">laws</a>'
         '<a href="#table">table</a><a href="#plots">plots</a><a href="#runs">runs</a>'
         '<a href="#provenance">provenance</a></nav>',
     ]
     pred_html, pred_notes = prediction_section(obj, data, budget, extra)
     notes += pred_notes
     parts.append(pred_html)
+    parts.append(notes_section(obj))
     parts.append(laws_section(data))
     if obj is not None and callable(getattr(obj, "chinchilla_table", None)):
         parts.append('<h2 id="table">Chinchilla table: the compute-optimal allocation</h2>')
@@ -210,11 +214,11 @@ def write_report(run_dir: str | Path, figures_or_plot_paths: Iterable[Any] | Non
                      f"{esc(cap)}</figcaption></figure>")
     parts.append(holdout_section(data))
     parts.append(validation_section(run_dir))
-    parts.append(runs_section(records))
+    parts.append(runs_section(records, lr_rule_html(run_dir, records)))
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes)
                      + "</ul>")
-    parts.append(provenance_section(data, run_dir, extra, now))
+    parts.append(provenance_section(data, run_dir, extra, now, timing_html(run_dir)))
     parts.append("</body></html>")
     path = Layout(run_dir).report
     atomic_write_text(path, "\n".join(p for p in parts if p) + "\n")

@@ -188,8 +188,8 @@ def _approach1_html(a1: Approach1Section) -> str:
 
 
 def laws_section(analysis: ScalingAnalysis | Mapping[str, Any] | None) -> str:
-    """The fitted laws: the method that predicts, each registry approach, Approach 1 and the
-    analysis's warnings."""
+    """The fitted laws: the method that predicts, each registry approach and Approach 1 (the
+    warnings are the notes section's, report/notes.py)."""
     a = typed_analysis(analysis)
     out = ['<h2 id="laws">Fitted scaling laws</h2>']
     if a is None:
@@ -201,10 +201,9 @@ def laws_section(analysis: ScalingAnalysis | Mapping[str, Any] | None) -> str:
     for name, ap in APPROACHES.items():
         out.append(approach_html(ap, a.sections[name], a.ci_level))
     out.append(_approach1_html(a.approach1))
-    warns = [w for w in a.warnings if w != a.method_note]
-    if warns:
-        out.append("<h3>Warnings from the analysis</h3>")
-        out += [f'<div class="warn">{esc(w)}</div>' for w in warns]
+    if a.warnings:
+        out.append('<p>The analysis\'s warnings are listed under <a href="#notes">What the '
+                   "analysis said</a>.</p>")
     return "".join(out)
 
 
@@ -254,7 +253,8 @@ def prediction_section(analysis: Any, data: Mapping[str, Any] | None, budget: fl
     return "".join(out), notes
 
 
-def runs_section(records: list[dict[str, Any]]) -> str:
+def runs_section(records: list[dict[str, Any]], lr_rule: str = "") -> str:
+    """The runs table (each run's peak LR among its columns) after ``lr_rule``'s paragraph."""
     counts: dict[str, int] = {}
     for r in records:
         s = str(r.get("status", "?"))
@@ -262,7 +262,7 @@ def runs_section(records: list[dict[str, Any]]) -> str:
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     preferred = ["run_id", "status", "compute_budget", "num_params", "num_params_non_embedding",
                  "num_tokens", "tokens_per_param", "flops", "flops_spent", "final_loss",
-                 "size_param",
+                 "lr", "size_param",
                  "size_value", "steps", "wall_time_s", "tokens_per_s", "device", "error"]
     present = [c for c in preferred if any(c in r for r in records)]
     rows = []
@@ -277,10 +277,11 @@ def runs_section(records: list[dict[str, Any]]) -> str:
                "num_params_non_embedding": "N non-emb.", "num_tokens": "D (tokens)",
                "tokens_per_param": "D/N", "flops": "C (FLOPs as a run)",
                "flops_spent": "FLOPs executed",
-               "final_loss": "final loss (nats/token)", "wall_time_s": "wall time (s)",
+               "final_loss": "final loss (nats/token)", "lr": "peak LR",
+               "wall_time_s": "wall time (s)",
                "tokens_per_s": "tokens/s"}
     return (f'<h2 id="runs">Runs</h2><p>{len(records)} runs: {esc(summary or "none")}.'
-            f'{esc(compute_line(records))}</p>' + '<div class="small">'
+            f'{esc(compute_line(records))}</p>' + lr_rule + '<div class="small">'
             + table(rows, present, headers, status_col="status") + "</div>")
 
 
@@ -345,7 +346,9 @@ def validation_section(run_dir: Path) -> str:
 
 
 def provenance_section(data: dict[str, Any], run_dir: Path, extra: dict[str, Any],
-                        now: str) -> str:
+                        now: str, timing: str = "") -> str:
+    """How it was made: the fit's provenance, the settings, the Hydra configs, ``timing`` (the
+    training time against the plan's estimate, report/notes.py) and the software."""
     out = ['<h2 id="provenance">How this was made</h2>']
     prov = data.get("provenance")
     if isinstance(prov, dict) and prov:
@@ -388,7 +391,7 @@ def provenance_section(data: dict[str, Any], run_dir: Path, extra: dict[str, Any
         out.append("<h3>Configuration (Hydra)</h3>")
         for name, text in configs:
             out.append(f"<details><summary>{esc(name)}</summary><pre>{esc(text)}</pre></details>")
-    out.append("<h3>Software of this report</h3>" + kv_table(versions()))
+    out.append(timing + "<h3>Software of this report</h3>" + kv_table(versions()))
     out.append(f"<p>Report written {esc(now)} from <code>{esc(run_dir)}</code> "
                f"by <code>{esc(Path(sys.argv[0]).name or 'python')}</code>.</p>")
     return "".join(out)

@@ -1,0 +1,148 @@
+"""What ``analyze`` says beside the numbers, as one list: built once (:func:`build_notes`),
+printed from it (:func:`print_notes`), stored in ``scaling_laws.json`` (``notes``) and rendered
+in ``report.html`` from the file.
+
+A :class:`Note` is one sentence with its level (``warning`` or ``note``) and, for the lines of
+a predicted budget, that budget. The list holds, in this order: the plan's warnings
+(unbuildable sizes, a 6N fallback, a prior off the model), runs not finished yet, the fit's
+warnings (approaches that disagree, intervals refused, edge and off-centre minima, mis-tuning,
+the approach that stood in), then per predicted budget the nearest buildable model and its
+remarks (extrapolation, repeated data).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+
+from flops_fit.analysis.laws import Prediction
+from flops_fit.analysis.realise import in_user_terms, model_line, note_level
+from flops_fit.errors import FlopsFitError
+from flops_fit.rundir.io import read_json
+from flops_fit.rundir.layout import Layout
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["LEVELS", "Note", "build_notes", "plan_warnings", "print_notes", "read_notes"]
+
+LEVELS = ("warning", "note")
+#: topics of the notes: where each comes from
+TOPICS = ("plan", "runs", "fit", "model", "prediction")
+#: longest sentence kept from a run-directory file (plan.json is untrusted)
+MAX_TEXT = 2000
+
+
+@dataclass(frozen=True)
+class Note:
+    """One sentence the analysis says: ``level`` (warning or note), ``text``, ``topic`` (one of
+    :data:`TOPICS`) and, for a predicted budget's lines, its ``budget`` in FLOPs."""
+
+    level: str
+    text: str
+    topic: str = "fit"
+    budget: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``scaling_laws.json``'s ``notes``."""
+        return {"level": self.level, "topic": self.topic, "budget": self.budget,
+                "text": self.text}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Note:
+        """A note read from a file; ValueError (one phrase) when it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{data!r} is not an object")
+        level, text, topic = data.get("level"), data.get("text"), data.get("topic", "fit")
+        budget = data.get("budget")
+        if level not in LEVELS:
+            raise ValueError(f"level {level!r} is not one of {', '.join(LEVELS)}")
+        if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
+            raise ValueError("text is not a sentence")
+        if topic not in TOPICS:
+            raise ValueError(f"topic {topic!r} is not one of {', '.join(TOPICS)}")
+        if budget is not None and not (isinstance(budget, (int, float))
+                                       and not isinstance(budget, bool)
+                                       and math.isfinite(budget) and budget > 0):
+            raise ValueError(f"budget {budget!r} is not a positive number")
+        return cls(level, text, topic, None if budget is None else float(budget))
+
+
+def read_notes(raw: Any) -> list[Note]:
+    """``scaling_laws.json``'s ``notes`` as Notes; ValueError naming the first bad entry."""
+    if not isinstance(raw, list):
+        raise ValueError(f"{raw!r} is not a list")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(Note.from_dict(item))
+        except ValueError as exc:
+            raise ValueError(f"[{i}]: {exc}") from None
+    return out
+
+
+def plan_warnings(run_dir: Path) -> list[str]:
+    """``plan.json``'s warnings (sizes that cannot be built, a 6N fallback, ...): its strings
+    only, none when the file is missing or unreadable (it is untrusted data)."""
+    path = Layout(run_dir).plan
+    if not path.is_file():
+        return []
+    try:
+        data = read_json(path, "plan")
+    except FlopsFitError:
+        return []
+    found = data.get("warnings") if isinstance(data, dict) else None
+    return [w for w in found if isinstance(w, str) and 0 < len(w) <= MAX_TEXT] \
+        if isinstance(found, list) else []
+
+
+def _pending(provenance: dict[str, Any]) -> int:
+    counts = (provenance.get("runs") or {}).get("status_counts") or {}
+    return sum(int(n) for k, n in counts.items()
+               if k not in ("completed", "failed", "diverged") and isinstance(n, int))
+
+
+def build_notes(warnings: Sequence[str], provenance: dict[str, Any],
+                predictions: Iterable[Prediction], run_dir: Path | None,
+                swept: list[float], params: str = "total") -> list[Note]:
+    """The one list: the plan's warnings, pending runs, the fit's ``warnings``, then each
+    prediction's nearest buildable model (in ``run_dir``'s plan) and remarks. ``swept`` are
+    the sweep's budgets, ``params`` the analysis's parameter convention."""
+    notes = [Note("warning", w, "plan") for w in plan_warnings(run_dir)] if run_dir else []
+    pending = _pending(provenance)
+    if pending:
+        notes.append(Note("note", f"{pending} run(s) are not finished yet; this fit uses the "
+                                  "completed ones only.", "runs"))
+    notes += [Note("warning", w, "fit") for w in dict.fromkeys(warnings)]
+    for p in predictions:
+        if not p.optimal_params:
+            continue
+        c = p.target_compute
+        q = in_user_terms(p, run_dir, swept, params) if run_dir else p
+        if model_line(q):
+            notes.append(Note("note", model_line(q), "model", c))
+        notes += [Note(note_level(q, n), n, "prediction", c) for n in q.get("notes") or []]
+    return notes
+
+
+def print_notes(console: Console, notes: Iterable[Note], skip: Iterable[str] = ()) -> None:
+    """Print ``notes`` as ``warning: ...`` / ``note: ...`` lines; a predicted budget's model
+    line unprefixed, its remarks indented under it. Texts in ``skip`` (said elsewhere, e.g. by
+    ``describe()``) are left out."""
+    skipped = set(skip)
+    under: float | None = None  # the budget whose model line was printed last
+    for n in notes:
+        if n.text in skipped:
+            continue
+        if n.topic == "model":
+            console.print(escape(n.text), highlight=False, soft_wrap=True)
+            under = n.budget
+            continue
+        indent = "  " if n.topic == "prediction" and n.budget == under else ""
+        label = "[yellow]warning:[/]" if n.level == "warning" else "note:"
+        console.print(f"{indent}{label} {escape(n.text)}", highlight=False, soft_wrap=True)
