@@ -28,6 +28,7 @@ bootstrap resamples that failed.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -40,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from flops_fit.fitting import (  # noqa: E402
+    bootstrap_joint_skew,
     bootstrap_parametric,
     fit_isoflop,
     fit_joint_skew,
@@ -112,6 +114,17 @@ def _joint(fit, C, B):
     return out, fit.bootstrap.n_failed, B
 
 
+def _skew(sk, C, B, seed):
+    if not B:
+        return _points(sk.a, float(sk.n_opt(C)), float(sk.loss_opt(C))), 0, 0
+    boot = bootstrap_joint_skew(sk, n_resamples=B, seed=seed)
+    if not boot.usable:
+        return NAN3, boot.n_failed, B
+    out = {"a": (sk.a, *sk.interval("a")), "n_opt": (float(sk.n_opt(C)), *sk.interval("n_opt", C)),
+           "loss_opt": (float(sk.loss_opt(C)), *sk.interval("loss_opt", C))}
+    return out, boot.n_failed, B
+
+
 def _a3(fit, boot, C):
     if boot is None:
         n0, d0 = fit.allocation(C)
@@ -134,7 +147,7 @@ def one_sweep(job):
         design, law_from_optimum(*LAWS[law][:3], design.middle_budget, *LAWS[law][3:]), noise,
         seed)
     C = design.target_budget
-    res = {"truth": sw.truth(C)}
+    res = {"truth": sw.truth(C), "law": sw.law.__dict__}
     for est in estimators:
         t = time.perf_counter()
         try:
@@ -146,11 +159,10 @@ def one_sweep(job):
             elif est == "joint+floor":
                 r = _joint(fit_joint_floor(sw.budget, sw.n, sw.d, sw.loss, sw.c, n_bootstrap=B,
                                            seed=seed), C, B)
-            elif est == "joint+skew":  # a point estimate only (fitting/asymmetry.py)
+            elif est == "joint+skew":  # the skewed profile (fitting/asymmetry.py)
                 fit = fit_joint(sw.budget, sw.n, sw.d, sw.loss, sw.c)
-                sk = fit_joint_skew(fit) if fit.available and fit.precise else None
-                r = (NAN3, 0, 0) if sk is None else \
-                    (_points(sk.a, float(sk.n_opt(C)), float(sk.loss_opt(C))), 0, 0)
+                r = (NAN3, 0, B) if not (fit.available and fit.precise) else \
+                    _skew(fit_joint_skew(fit), C, B, seed)
             elif est == "A3":
                 fit = fit_parametric(sw.n, sw.d, sw.loss, huber_delta=A3_DELTA)
                 r = _a3(fit, bootstrap_parametric(fit, sw.n, sw.d, sw.loss, n_resamples=B,
@@ -233,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="first sweep seed")
     p.add_argument("--estimators", default=",".join(ESTIMATORS[:5]))
+    p.add_argument("--save", default=None, help="write every sweep's results to this JSON file")
     p.add_argument("--law", default="random", choices=("random", *LAWS),
                    help="random: a law drawn per sweep; prior/cpu: one fixed law (LAWS)")
     p.add_argument("--quick", action="store_true",
@@ -244,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(estimators) - set(ESTIMATORS)
     if unknown:
         p.error(f"unknown estimator(s) {sorted(unknown)}; known: {', '.join(ESTIMATORS)}")
-    blocks = []
+    blocks, saved = [], []
     t0 = time.time()
     for design in a.designs.split(","):
         for noise in (float(x) for x in a.noise.split(",")):
@@ -256,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                     results = pool.map(one_sweep, jobs, chunksize=4)
             else:
                 results = [one_sweep(j) for j in jobs]
+            saved += [{"design": design, "noise": noise, "seed": j[2], **r}
+                      for j, r in zip(jobs, results, strict=True)]
             for est in estimators:
                 blocks.append((design, noise, est, summarise(results, est)))
             print(f"# {design}, noise {noise:.1%}: {a.sweeps} sweeps in {time.time() - t:.0f} s",
@@ -263,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             print(fmt_table(blocks[-len(estimators):]), flush=True)
     print(f"\n## all ({a.sweeps} sweeps each, law {a.law}, {a.bootstrap} resamples, target 10x "
           f"the largest budget; {time.time() - t0:.0f} s)\n")
+    if a.save:
+        Path(a.save).write_text(json.dumps(saved, default=float))
     if a.bootstrap:
         print(fmt_table(blocks) + "\n")
     print(fmt_bias(blocks, a.law))

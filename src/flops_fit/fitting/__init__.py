@@ -34,7 +34,7 @@ numerics), ``isoflop`` (Approach 2), ``parametric`` (Approach 3) and ``envelope`
 
 from __future__ import annotations
 
-from flops_fit.fitting.asymmetry import SkewFit, fit_joint_skew
+from flops_fit.fitting.asymmetry import SkewFit, bootstrap_joint_skew, fit_joint_skew
 from flops_fit.fitting.common import (
     EXPONENT_BOUNDS,
     PARAM_NAMES,
@@ -115,6 +115,7 @@ __all__ = [
     "SkewFit",
     "Sweep",
     "bootstrap_joint",
+    "bootstrap_joint_skew",
     "choose_floor",
     "fit_joint",
     "joint_quantity",

@@ -18,13 +18,14 @@ the Chinchilla reference's held-out N_opt worse.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 from scipy.optimize import least_squares
 
-from flops_fit.fitting.joint import JointFit, JointProblem
+from flops_fit.fitting.common import serial
+from flops_fit.fitting.joint import JointBootstrap, JointFit, JointProblem
 
 #: bounds of the skew s (the sweeps' |u| stays under ~2, where 1 + s u stays positive)
 SKEW_BOUNDS = (-1.0, 1.0)
@@ -82,6 +83,23 @@ class SkewFit:
     sse_symmetric: float
     f_stat: float
     p_value: float
+    flops_per_param_token: float = 6.0
+    #: parametric bootstrap (:func:`bootstrap_joint_skew`); its samples are the six parameters
+    #: of :data:`~.joint.JOINT_PARAM_NAMES` (the skew is not kept)
+    bootstrap: JointBootstrap | None = None
+    #: internal: (problem, theta, residuals) for the bootstrap
+    state: tuple | None = field(default=None, repr=False)
+
+    @property
+    def vector(self) -> np.ndarray:
+        """``(E, A, gamma, kappa, G, a)``."""
+        return np.array([self.E, self.A, self.gamma, self.kappa, self.G, self.a])
+
+    def interval(self, name: str, C: float | np.ndarray | None = None, ci: float | None = None):
+        """Confidence interval of a quantity, as :meth:`~.joint.JointBootstrap.interval`."""
+        if self.bootstrap is None:
+            raise ValueError("no bootstrap: call bootstrap_joint_skew first")
+        return self.bootstrap.interval(name, C, ci)
 
     def n_opt(self, C: float | np.ndarray) -> float | np.ndarray:
         """Compute-optimal parameters ``G C**a``."""
@@ -127,4 +145,42 @@ def fit_joint_skew(fit: JointFit, starts: tuple[float, ...] = (0.0, -0.2, 0.2)) 
     return SkewFit(float(E), float(A), float(g), float(kap), float(best.x[-1]), float(G),
                    float(a), math.sqrt(max(cov[-1, -1], 0.0)), math.sqrt(max(cov[-2, -2], 0.0)),
                    math.sqrt(sse / dof), dof, sse, sse0, f_stat,
-                   float(stats.f.sf(f_stat, 1, dof)))
+                   float(stats.f.sf(f_stat, 1, dof)), fit.flops_per_param_token,
+                   state=(prob, np.asarray(best.x, dtype=float), np.asarray(best.fun)))
+
+
+@serial
+def bootstrap_joint_skew(skew: SkewFit, *, n_resamples: int = 200, ci: float = 0.95,
+                         seed: int | None = 0, max_nfev: int = 200) -> JointBootstrap:
+    """Parametric bootstrap of a :func:`fit_joint_skew` result, as ``joint.bootstrap_joint``:
+    fitted log loss plus resampled centred residuals inflated by ``sqrt(m / dof)``, each refit
+    warm-started; failed refits are counted (NaN rows). Also sets ``skew.bootstrap``."""
+    if skew.state is None:
+        raise ValueError("bootstrap_joint_skew needs a fit_joint_skew result")
+    prob, theta, r = skew.state
+    rng = np.random.default_rng(seed)
+    fitted, ly = np.log(prob.model(theta)), prob.ly
+    rc = (r - r.mean()) * math.sqrt(r.size / skew.dof)
+    samples, failed = np.full((n_resamples, 6), np.nan), 0
+    try:
+        for i in range(n_resamples):
+            sim = np.exp(fitted + rc[rng.integers(0, r.size, r.size)])
+            prob.ly = np.log(sim)
+            lo, hi = prob.bounds(float(sim.min()), float(sim.max()))
+            x0 = np.clip(theta, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
+            try:
+                res = least_squares(prob.resid, x0, jac=prob.jac, bounds=(lo, hi), method="trf",
+                                    xtol=1e-10, ftol=1e-10, gtol=1e-10, x_scale="jac",
+                                    max_nfev=max_nfev)
+                ok = res.status > 0 and bool(np.all(np.isfinite(res.x)))
+            except ValueError:
+                ok = False
+            if ok:
+                samples[i] = prob.natural(res.x[:-1])
+            failed += not ok
+    finally:
+        prob.ly = ly
+    skew.bootstrap = JointBootstrap(samples, skew.vector, n_resamples, failed, ci, skew.dof,
+                                    skew.sigma * math.sqrt(r.size / skew.dof),
+                                    skew.flops_per_param_token)
+    return skew.bootstrap

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from flops_fit.fitting.asymmetry import fit_joint_skew
+from flops_fit.fitting.asymmetry import bootstrap_joint_skew, fit_joint_skew
 from flops_fit.fitting.joint import fit_joint
 from flops_fit.fitting.synthetic import DENSE_DESIGN, law_from_optimum, simulate_sweep
 
@@ -55,3 +55,16 @@ def test_needs_an_available_fit():
     sym = fit_joint([1e12] * 3, [1e4, 2e4, 4e4], [1e6] * 3, [2.0, 1.9, 2.0])
     with pytest.raises(ValueError):
         fit_joint_skew(sym)
+
+
+def test_skew_bootstrap_gives_intervals_around_the_fit():
+    law = law_from_optimum(1.0, 0.6, 0.3, DENSE_DESIGN.middle_budget, 100.0, 1.0)
+    skew = fit_joint_skew(_fit(simulate_sweep(DENSE_DESIGN, law, 0.01, seed=2)))
+    with pytest.raises(ValueError):
+        skew.interval("a")
+    boot = bootstrap_joint_skew(skew, n_resamples=40, seed=0)
+    assert boot is skew.bootstrap and boot.n_failed <= 2 and boot.dof == skew.dof
+    lo, hi = skew.interval("n_opt", C10)
+    assert lo < skew.n_opt(C10) < hi and hi / lo < 3
+    lo, hi = skew.interval("a")
+    assert lo < skew.a < hi
