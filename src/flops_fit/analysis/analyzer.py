@@ -329,8 +329,7 @@ class ScalingLawAnalyzer:
         except UnusableFitError as exc:  # the fit is written, with no impossible numbers
             analysis.predictions = []
             analysis.warnings.append(str(exc))
-        analysis.notes = build_notes(analysis.warnings, provenance, analysis.predictions,
-                                     self.results_path.parent, runs.budget.tolist(),
+        analysis.notes = build_notes(analysis, self.results_path.parent, runs.budget.tolist(),
                                      cfg.params_convention)
         if cfg.holdout == "largest":
             analysis.holdout = self._holdout(runs, cfg, kappa)

@@ -7,13 +7,15 @@ a predicted budget, that budget. The list holds, in this order: the plan's warni
 (unbuildable sizes, a 6N fallback, a prior off the model), runs not finished yet, the fit's
 warnings (approaches that disagree, intervals refused, edge and off-centre minima, mis-tuning,
 the approach that stood in), then per predicted budget the nearest buildable model and its
-remarks (extrapolation, repeated data).
+remarks (extrapolation, repeated data): the table's budgets and find-optimal's default one
+(100x the largest; a ``predict.budget`` set apart from these is printed under its prediction
+only).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,12 +24,15 @@ from rich.markup import escape
 
 from flops_fit.analysis.laws import Prediction
 from flops_fit.analysis.realise import in_user_terms, model_line, note_level
+from flops_fit.config import PredictConfig
 from flops_fit.errors import FlopsFitError
 from flops_fit.rundir.io import read_json
 from flops_fit.rundir.layout import Layout
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from flops_fit.analysis.scaling_analysis import ScalingAnalysis
 
 __all__ = ["LEVELS", "Note", "build_notes", "plan_warnings", "print_notes", "read_notes"]
 
@@ -107,19 +112,31 @@ def _pending(provenance: dict[str, Any]) -> int:
                if k not in ("completed", "failed", "diverged") and isinstance(n, int))
 
 
-def build_notes(warnings: Sequence[str], provenance: dict[str, Any],
-                predictions: Iterable[Prediction], run_dir: Path | None,
-                swept: list[float], params: str = "total") -> list[Note]:
-    """The one list: the plan's warnings, pending runs, the fit's ``warnings``, then each
-    prediction's nearest buildable model (in ``run_dir``'s plan) and remarks. ``swept`` are
-    the sweep's budgets, ``params`` the analysis's parameter convention."""
+def _predicted(analysis: ScalingAnalysis, swept: list[float]) -> list[Prediction]:
+    """The table's predictions, and the default prediction budget's (``predict.budget``
+    unset: find-optimal's answer) when the table lacks it and the fit can make it."""
+    out = list(analysis.predictions)
+    target = PredictConfig().budget_for(max(swept)) if swept else None
+    if target and not any(math.isclose(p.target_compute, target, rel_tol=1e-9) for p in out):
+        try:
+            out.append(analysis.predict_optimal_size(target))
+        except FlopsFitError:  # an unusable fit: its warning is among the fit's
+            pass
+    return out
+
+
+def build_notes(analysis: ScalingAnalysis, run_dir: Path | None, swept: list[float],
+                params: str = "total") -> list[Note]:
+    """The one list: the plan's warnings, pending runs, the fit's warnings, then per predicted
+    budget (:func:`_predicted`) the nearest buildable model (in ``run_dir``'s plan) and its
+    remarks. ``swept`` are the sweep's budgets, ``params`` the parameter convention."""
     notes = [Note("warning", w, "plan") for w in plan_warnings(run_dir)] if run_dir else []
-    pending = _pending(provenance)
+    pending = _pending(analysis.provenance)
     if pending:
         notes.append(Note("note", f"{pending} run(s) are not finished yet; this fit uses the "
                                   "completed ones only.", "runs"))
-    notes += [Note("warning", w, "fit") for w in dict.fromkeys(warnings)]
-    for p in predictions:
+    notes += [Note("warning", w, "fit") for w in dict.fromkeys(analysis.warnings)]
+    for p in _predicted(analysis, swept):
         if not p.optimal_params:
             continue
         c = p.target_compute
