@@ -208,13 +208,13 @@ def probe_size(runner: TrainingRunner, spec: RunSpec, steps: int,
     return Probe(step_s, eval_s / eval_tokens, steps * max(1, repeats))
 
 
-def probe_plan(run_dir: Path, plan: SweepPlan, model_cls: type[nn.Module], data: DataSource,
+def probe_plan(run_dir: str | Path, plan: SweepPlan, model_cls: type[nn.Module], data: DataSource,
                cfg: TrainConfig, est: EstimateConfig, console: Console | None = None,
                now: Machine | None = None) -> dict[str, Probe]:
     """Each planned size's :class:`Probe`, by probe key; measured unless a cached one may be
     used (:func:`stale_reason`, against ``now``: this machine at this moment by default)."""
     runner = TrainingRunner(model_cls, data, cfg)
-    path = Layout(run_dir).probe
+    path = Layout(Path(run_dir)).probe
     now = now or machine_now()
     with file_lock(path):
         cached = _read_cache(path)
@@ -314,11 +314,11 @@ def _read_cache(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def cached_probes(run_dir: Path, plan: SweepPlan, cfg: TrainConfig, device: torch.device
+def cached_probes(run_dir: str | Path, plan: SweepPlan, cfg: TrainConfig, device: torch.device
                   ) -> dict[str, Probe] | None:
     """``probe.json``'s probes of every size of ``plan`` as ``plan`` priced them, without
     measuring (None when a size has none: the plan was not probed)."""
-    cached = _read_cache(Layout(run_dir).probe)
+    cached = _read_cache(Layout(Path(run_dir)).probe)
     out: dict[str, Probe] = {}
     workers = plan_workers(plan, cfg, device)
     for r in plan.runs:
@@ -332,7 +332,7 @@ def cached_probes(run_dir: Path, plan: SweepPlan, cfg: TrainConfig, device: torc
     return out
 
 
-def record_actual(run_dir: Path, plan: SweepPlan, cfg: TrainConfig, device: torch.device,
+def record_actual(run_dir: str | Path, plan: SweepPlan, cfg: TrainConfig, device: torch.device,
                   run_ids: Collection[str], actual_s: float, now: Machine | None = None
                   ) -> dict[str, Any] | None:
     """After a train call: the estimate of the runs it trained (``probe.json``'s probes, as
@@ -342,7 +342,7 @@ def record_actual(run_dir: Path, plan: SweepPlan, cfg: TrainConfig, device: torc
     ids = {r.run_id for r in plan.runs} & set(run_ids)
     if not ids or not (_num(actual_s) and actual_s >= 0):
         return None
-    path = Layout(run_dir).probe
+    path = Layout(Path(run_dir)).probe
     now = now or machine_now()
     with file_lock(path):
         probes = cached_probes(run_dir, plan, cfg, device)
@@ -369,10 +369,10 @@ def record_actual(run_dir: Path, plan: SweepPlan, cfg: TrainConfig, device: torc
     return entry
 
 
-def last_timing(run_dir: Path) -> dict[str, Any] | None:
+def last_timing(run_dir: str | Path) -> dict[str, Any] | None:
     """The latest estimate-vs-actual record of ``probe.json`` (None when there is none or it
     is malformed: the file is untrusted)."""
-    past = _read_cache(Layout(run_dir).probe).get(TIMINGS)
+    past = _read_cache(Layout(Path(run_dir)).probe).get(TIMINGS)
     last = past[-1] if isinstance(past, list) and past else None
     if not isinstance(last, dict) or not all(_num(last.get(k)) and last[k] >= 0
                                              for k in ("estimate_s", "actual_s", "runs")):
