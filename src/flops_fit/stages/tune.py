@@ -205,6 +205,17 @@ class Tuner:
         self.spent = 0.0
         self.runs: dict[str, RunSpec] = {}  # every tuning run, for tuning/results.json
         self.notes: list[str] = []
+        # tuning_budget never goes below the smallest budget: there the grids alone may cost
+        # more than max_fraction (budgets=smoke: 125%), which would refuse every extension and
+        # leave a model whose LR is far off the rule at an edge; max_extensions bounds it then
+        worst = len(tuning_sizes(plan, cfg.sizes)) * (cfg.grid_points + cfg.max_extensions)
+        self.floored = (not cfg.budget and self.budget <= min(plan.compute_budgets)
+                        and worst * self.budget > cfg.max_fraction * self.sweep_flops)
+        if self.floored:
+            self.notes.append(
+                f"tuned at the smallest budget ({self.budget:.3g} FLOPs), where the search (up "
+                f"to {worst} runs) costs more than tune.max_fraction={cfg.max_fraction:g} of the "
+                "sweep; extensions are bounded by tune.max_extensions alone.")
 
     # -- one grid point -----------------------------------------------------------------------
 
@@ -272,7 +283,8 @@ class Tuner:
                 if k is None:
                     break
                 cost = grid[ks[0]].get("planned_flops") or 0.0
-                if self.spent + cost > self.cfg.max_fraction * self.sweep_flops:
+                if (not self.floored
+                        and self.spent + cost > self.cfg.max_fraction * self.sweep_flops):
                     self.notes.append(f"{size.size_param}={size.size_value}: not extended past "
                                       f"LR x{self.cfg.grid_factor:g}^{k} (tune.max_fraction).")
                     break

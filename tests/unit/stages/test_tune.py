@@ -132,6 +132,27 @@ def test_search_extends_until_the_best_is_interior_and_stops_at_the_cap(tmp_path
     assert capped.trained[6:] == [1, 2, 3, 4, 5] and record.sizes[1].interior
 
 
+def test_at_the_smallest_budget_extensions_are_bounded_by_max_extensions_alone(tmp_path):
+    """budgets=smoke: the grids alone at the smallest budget cost more than max_fraction (the
+    tuning budget never goes lower), which used to refuse every extension and leave a model
+    whose LR is far off the rule at an edge; there max_extensions alone bounds the search,
+    with a note. A tune.budget the user set still stops at max_fraction."""
+    plan = _tiny_plan(tmp_path)
+    cfg = TuneConfig(sizes=2, max_extensions=5, max_fraction=1e-30)
+    floored = SyntheticTuner(tmp_path, plan, object, None, TrainConfig(), cfg, 5)
+    floored.trained = []
+    record = floored.run()
+    assert floored.floored and floored.trained == [-2, -1, 0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 6]
+    assert all(t.interior for t in record.sizes)
+    assert any("tune.max_extensions alone" in n for n in record.notes)
+    budget = min(plan.compute_budgets)
+    capped = SyntheticTuner(tmp_path, plan, object, None, TrainConfig(),
+                            dataclasses.replace(cfg, budget=budget), 5)
+    capped.trained = []
+    record = capped.run()
+    assert not capped.floored and not record.sizes[0].interior
+    assert any("(tune.max_fraction)" in n for n in record.notes)
+
 def test_batch_size_search_finds_the_best_batch_and_fits_it(tmp_path):
     tuner = SyntheticTuner(tmp_path, _tiny_plan(tmp_path), object, None, TrainConfig(),
                            TuneConfig(sizes=2, params=["lr", "batch_size"], max_fraction=1e9), 5)
