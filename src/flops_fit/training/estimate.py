@@ -2,9 +2,11 @@
 an estimated wall time from a measured throughput probe.
 
 The probe (:func:`probe_size`) trains the real model of one planned size on the real device
-with the real data and optimizer: one untimed warm-up step, then :data:`PROBE_REPEATS` short
-probes of ``estimate.probe_steps`` timed optimizer steps and a held-out evaluation of a few
-batches each; the fastest is kept, so a burst of load from elsewhere does not price the sweep.
+with the real data and optimizer: :data:`WARMUP_STEPS` untimed steps, then
+:data:`PROBE_REPEATS` short probes of ``estimate.probe_steps`` timed optimizer steps and a
+held-out evaluation of a few batches each, at each thread count the trainer may use
+(:func:`probe_threads`); the fastest is kept, so a burst of load from elsewhere does not price
+the sweep.
 Its seconds per step and per evaluated token are cached in ``run_dir/probe.json`` keyed by
 everything they depend on (model class and kwargs, batch shape, device, dtype, threads, torch
 version), with the host, the time and the machine's load (``os.getloadavg``) when it was taken.
@@ -52,6 +54,9 @@ from flops_fit.training.workers import resolve_workers, worker_threads
 
 #: short probes per size; the fastest is kept (a probe slowed by a burst of load is not)
 PROBE_REPEATS = 3
+#: untimed steps before the probes, at each thread count: a fresh model's first steps are slow
+#: (with one warm-up step, 3-step probes of width 16 read 1.5x the 20-step time)
+WARMUP_STEPS = 3
 #: a cached probe older than this (seconds) is measured again
 STALE_AFTER_S = 6 * 3600.0
 #: a cached probe taken under a 1-minute load average this much above the present one is
@@ -186,7 +191,10 @@ def probe_size(runner: TrainingRunner, spec: RunSpec, steps: int,
             torch.cuda.synchronize(runner.device)
 
     before = torch.get_num_threads()
-    step()  # warm-up: allocation, kernel selection
+    for n in threads or (before,):  # warm-up: allocation, kernel selection, thread pools
+        torch.set_num_threads(n)
+        for _ in range(WARMUP_STEPS):
+            step()
     sync()
     eval_tokens = 2 * spec.batch_size * spec.seq_len
     step_s, eval_s = math.inf, math.inf

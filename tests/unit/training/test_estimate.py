@@ -130,7 +130,9 @@ def test_probe_size_keeps_the_best_of_its_probes_at_each_thread_count(monkeypatc
     monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n)))
     p = estimate.probe_size(runner, spec, steps=1, repeats=3, threads=(2, 1))
     assert p.step_s == pytest.approx(0.01) and p.steps_timed == 3
-    assert seen[:6] == [2, 1, 2, 1, 2, 1]  # interleaved, then the caller's count restored
+    assert seen[:2] == [2, 1]  # warm-up steps at each thread count
+    assert seen[2:8] == [2, 1, 2, 1, 2, 1]  # interleaved probes, then the caller's count back
+    assert seen[8:] == [torch.get_num_threads()]
 
 
 def test_threads_follow_the_trainer():
