@@ -18,7 +18,7 @@ def test_d_opt_coefficient_interval_is_g_interval_mapped():
     sec = build(runs, AnalysisConfig(bootstrap=60), kappa=0.0)
     assert sec.precise
     k = sec.flops_per_param_token
-    g_lo, g_hi = sec.n_opt["coefficient_ci"]
-    d_lo, d_hi = sec.d_opt["coefficient_ci"]
+    g_lo, g_hi = sec.n_opt.coefficient_ci
+    d_lo, d_hi = sec.d_opt.coefficient_ci
     assert d_lo == pytest.approx(1.0 / (k * g_hi)) and d_hi == pytest.approx(1.0 / (k * g_lo))
-    assert d_lo < sec.d_opt["coefficient"] < d_hi
+    assert d_lo < sec.d_opt.coefficient < d_hi
