@@ -2,13 +2,16 @@
 
 Usage::
 
-    python benchmarks/calibration.py [--designs default,dense] [--noise 0.005,0.01,0.02]
+    python benchmarks/calibration.py [--designs default9,default,dense] [--noise 0.005,0.01,0.02]
         [--sweeps 200] [--bootstrap 200] [--jobs 2] [--estimators A2,joint,joint+floor,A3,A3+floor]
+        [--law random|prior|cpu] [--save sweeps.json]
     python benchmarks/calibration.py --quick     # 20 sweeps, 50 resamples, default design, 1%
 
-Each sweep draws a law with ``flops_fit.fitting.synthetic.draw_law`` (E in [0.6, 2], alpha and
-beta in [0.25, 0.6], the true optimum at 30-300 tokens/parameter at the middle budget, reducible
-loss 0.4-1.5 nats there), simulates the design's runs with log-normal noise, and asks every
+Designs: ``default9`` the current default as planned (:data:`DEFAULT9_DESIGN`), ``default`` the
+previous one, ``dense``. Each sweep draws a law (``--law random``, the default) with
+``flops_fit.fitting.synthetic.draw_law`` (E in [0.6, 2], alpha and beta in [0.25, 0.6], the true
+optimum at 30-300 tokens/parameter at the middle budget, reducible loss 0.4-1.5 nats there),
+simulates the design's runs with log-normal noise, and asks every
 estimator for its 95% interval of the exponent a, of N_opt and of the optimal loss at 10x the
 largest budget. Estimators:
 
@@ -16,13 +19,18 @@ largest budget. Estimators:
 * ``joint``: the joint IsoFLOP fit, free floor (``fit_joint``, parametric bootstrap);
 * ``joint+floor``: the joint fit with the forward-validated floor (``fit_joint_floor``);
 * ``A3``: Approach 3 with a free floor (``fit_parametric`` + ``bootstrap_parametric``);
-* ``A3+floor``: Approach 3 with the forward-validated floor (``fit_parametric_floor``).
+* ``A3+floor``: Approach 3 with the forward-validated floor (``fit_parametric_floor``);
+* ``joint+skew``: the joint fit with a skewed profile (``fit_joint_skew``; not in the default
+  list): a diagnostic, not a shipped predictor.
+
+``--law prior|cpu`` simulates every sweep from one fixed law (:data:`LAWS`) instead;
+``--bootstrap 0`` scores point estimates only (fast).
 
 Printed per design, noise and estimator: sweeps with an interval / all (an estimator that
 declines to give one is counted here, not in the coverage), coverage of the truth (a, N_opt,
 loss), median interval width (a: hi - lo; N_opt: hi / lo; loss: (hi - lo) / truth), median
 error of the point estimate (a: absolute; N_opt and loss: relative, %), and the share of
-bootstrap resamples that failed.
+bootstrap resamples that failed; then the signed errors (median and quartiles: the bias).
 """
 
 from __future__ import annotations
