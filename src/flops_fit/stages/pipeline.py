@@ -47,7 +47,7 @@ from flops_fit.stages.answer import answer_plan, use_answer, write_answer_file
 from flops_fit.stages.tune import apply_rule, load_tuning, run_tuning
 from flops_fit.stages.validate import validate_stage
 from flops_fit.training.devices import pick_cuda_device, release_devices, resolve_device
-from flops_fit.training.estimate import estimate_lines, probe_plan
+from flops_fit.training.estimate import estimate_lines, probe_plan, train_timed
 from flops_fit.training.runner import check_loss_fn, default_loss_fn
 from flops_fit.training.schedule import check_schedule_name, endpoint_schedules, trajectory
 from flops_fit.training.tracking.loggers import log_fit, log_plots
@@ -277,9 +277,10 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     # one free GPU per job (devices_per_run of them for a multi-device run), before CUDA starts
     train.device = pick_cuda_device(train.device, k=train.devices_per_run)
 
-    def train_plan(plan: SweepPlan) -> list[dict[str, Any]]:
-        return train_with_workers(check_run_dir(s.run_dir), plan, model_cls, data, train,
-                                  loss_fn, console, label)
+    def train_plan(plan: SweepPlan) -> list[dict[str, Any]]:  # timed against the estimate
+        run_dir = check_run_dir(s.run_dir)
+        return train_timed(run_dir, plan, train, lambda: train_with_workers(
+            run_dir, plan, model_cls, data, train, loss_fn, console, label), console)
 
     try:
         records = train_plan(plan)

@@ -29,7 +29,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,9 +44,16 @@ from flops_fit.config import EstimateConfig, TrainConfig
 from flops_fit.data import DataSource
 from flops_fit.errors import FlopsFitError
 from flops_fit.planning.planner import RunSpec, SweepPlan
-from flops_fit.rundir.io import atomic_write_json, file_lock, read_json
+from flops_fit.rundir.io import atomic_write_json, file_lock, load_run_results, read_json
 from flops_fit.rundir.layout import Layout
-from flops_fit.training.devices import ESTIMATE_GPU, ESTIMATE_MFU, cpu_threads, gpu_hours
+from flops_fit.rundir.records import FINAL_STATUSES
+from flops_fit.training.devices import (
+    ESTIMATE_GPU,
+    ESTIMATE_MFU,
+    cpu_threads,
+    gpu_hours,
+    resolve_device,
+)
 from flops_fit.training.runner import TrainingRunner, first_output, to_device
 from flops_fit.training.schedule import reuses_trunks, trunk_config
 from flops_fit.training.trunks import flops_spent, group_trunks, sweep_cost
@@ -375,6 +382,24 @@ def record_actual(run_dir: str | Path, plan: SweepPlan, cfg: TrainConfig, device
         cached[TIMINGS] = (past + [entry])[-KEEP_TIMINGS:]
         atomic_write_json(path, cached)
     return entry
+
+
+def train_timed(run_dir: Path, plan: SweepPlan, cfg: TrainConfig,
+                train: Callable[[], list[dict[str, Any]]], console: Console
+                ) -> list[dict[str, Any]]:
+    """``train()`` (the train stage on ``plan``), timed: the estimate of the runs it trained
+    beside the seconds they took is recorded (:func:`record_actual`) and printed."""
+    done = load_run_results(run_dir)
+    todo = [r.run_id for r in plan.runs
+            if cfg.force or done.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+    t0 = time.perf_counter()
+    records = train()
+    if todo:
+        entry = record_actual(run_dir, plan, cfg, resolve_device(cfg.device), todo,
+                              time.perf_counter() - t0)
+        if entry is not None:
+            console.print(escape(timing_line(entry)), highlight=False)
+    return records
 
 
 def last_timing(run_dir: str | Path) -> dict[str, Any] | None:

@@ -169,3 +169,24 @@ def test_record_actual_beside_the_estimate(tmp_path):
     assert last_timing(tmp_path) is None
     (tmp_path / "probe.json").write_text("not json")
     assert last_timing(tmp_path) is None
+
+
+def test_train_timed_records_the_runs_it_trained_beside_the_estimate(tmp_path):
+    """The train command's wrapper: the runs without a final record are timed and recorded;
+    a finished sweep trained again records nothing."""
+    plan, cfg = _plan(), _cfg()
+    probes = {probe_key(plan, r, cfg, CPU): {"step_s": 0.01, "eval_token_s": 0.0, "load": 1.0}
+              for r in plan.runs}
+    (tmp_path / "probe.json").write_text(json.dumps(probes))
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    assert estimate.train_timed(tmp_path, plan, cfg, lambda: [{"x": 1}], console) == [{"x": 1}]
+    assert last_timing(tmp_path)["runs"] == len(plan.runs)
+    assert "the plan's probe estimated" in out.getvalue()
+    for r in plan.runs:  # every run done: the next train has nothing to time
+        d = tmp_path / "runs" / r.run_id
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"run_id": r.run_id, "status": "completed"}))
+    before = (tmp_path / "probe.json").read_text()
+    estimate.train_timed(tmp_path, plan, cfg, lambda: [], console)
+    assert (tmp_path / "probe.json").read_text() == before
