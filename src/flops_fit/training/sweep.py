@@ -82,6 +82,9 @@ def train_stage(
     my_trunks: list[Trunk] = []
     if reuse:
         my_trunks = shard_trunks(group_trunks(plan, cfg), cfg.num_shards)[cfg.shard]
+        # longest first (steps: per-step overhead rules small models' time), so that workers
+        # sharing the plan take the long trunks early and end together
+        my_trunks.sort(key=lambda t: -t.runs[-1].steps)
         in_trunks = {r.run_id for t in my_trunks for r in t.runs}
         mine = [r for r in plan.runs if r.run_id in in_trunks]  # plan order, as without reuse
     else:

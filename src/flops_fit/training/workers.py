@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,10 +31,11 @@ from rich.console import Console
 from rich.text import Text
 
 from flops_fit.config import TrainConfig
-from flops_fit.errors import FlopsFitError
+from flops_fit.errors import FlopsFitError, Terminated
 from flops_fit.rundir.io import load_run_results
 from flops_fit.rundir.records import FINAL_STATUSES
 from flops_fit.training.devices import resolve_device
+from flops_fit.training.interrupts import deferred, on_sigterm
 from flops_fit.training.progress import stamp
 from flops_fit.training.sweep import train_stage
 from flops_fit.training.trunks import flops_spent
@@ -78,20 +82,54 @@ def worker_threads(cfg: TrainConfig, workers: int) -> int:
     return max(1, cores // workers)
 
 
-def _worker(index: int, blob: bytes) -> None:
+#: a worker's exit code after Ctrl-C / SIGTERM (its run checkpointed): the shell's 130 / 143
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+def _watch_parent(ppid: int) -> None:
+    """Stop this worker like SIGTERM (checkpoint, then exit) once the launching process dies."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != ppid:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
+def _worker(index: int, blob: bytes, ppid: int) -> None:
+    # a session of its own: a terminal's Ctrl-C reaches the launching process alone, which
+    # passes it on once (a second signal would stop a worker before it checkpoints)
+    os.setsid()
+    signal.signal(signal.SIGTERM, on_sigterm)  # SIGTERM stops like Ctrl-C (interrupts.py)
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
     payload = torch.load(io.BytesIO(blob), weights_only=False)  # our own bytes, just written
     # plain lines, never two live progress bars fighting over one terminal
     console = Console(force_terminal=False, soft_wrap=True)
-    train_stage(payload["run_dir"], payload["plan"], payload["model_cls"], payload["data"],
-                payload["cfg"], loss_fn=payload["loss_fn"], console=console,
-                lr_rule=payload["lr_rule"], label=f"worker {index + 1}: ")
+    try:
+        train_stage(payload["run_dir"], payload["plan"], payload["model_cls"], payload["data"],
+                    payload["cfg"], loss_fn=payload["loss_fn"], console=console,
+                    lr_rule=payload["lr_rule"], label=f"worker {index + 1}: ")
+    except KeyboardInterrupt as exc:  # its run is checkpointed: say so by the exit code
+        sys.stdout.flush()
+        os._exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+
+
+def _stop(procs: list[Any], wait_s: float = 60.0) -> None:
+    """SIGTERM every live worker (each checkpoints its run and exits), then wait for them."""
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
 
 
 def train_in_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg: TrainConfig,
                      workers: int, loss_fn: Any = None, lr_rule: str | None = None) -> None:
     """Train ``plan``'s unfinished runs in ``workers`` spawned processes; returns when all end.
 
-    Raises FlopsFitError when a worker ended abnormally (its runs resume at the next train).
+    Ctrl-C or SIGTERM here stops every worker at a step boundary with its run checkpointed,
+    then raises as one process would (KeyboardInterrupt, or Terminated). Raises
+    FlopsFitError when a worker ended abnormally (its runs resume at the next train).
     """
     cfg = replace(cfg, workers=1, threads=worker_threads(cfg, workers))
     payload = {"run_dir": str(run_dir), "plan": plan, "model_cls": model_cls,
@@ -104,15 +142,28 @@ def train_in_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg: 
         raise FlopsFitError(
             f"train.workers={workers} needs the model, data and loss function to be picklable "
             f"({type(exc).__name__}: {exc}); set train.workers=1.") from None
-    try:
-        mp.start_processes(_worker, args=(buf.getvalue(),), nprocs=workers, join=True,
-                           start_method="spawn")
-    except mp.ProcessExitedException as exc:
-        raise FlopsFitError(f"training worker {exc.error_index} of {workers} died ({exc}); "
-                            "train again to resume its run.") from None
-    except mp.ProcessRaisedException as exc:
-        last = str(exc).strip().splitlines()[-1]
-        raise FlopsFitError(f"a training worker failed: {last}") from None
+    # Ctrl-C / SIGTERM are held while the workers start (a half-written start would leave a
+    # worker unpickling a truncated payload), then passed on once at the next poll
+    with deferred() as stop:
+        ctx = mp.start_processes(_worker, args=(buf.getvalue(), os.getpid()), nprocs=workers,
+                                 join=False, start_method="spawn")
+        try:
+            while not ctx.join(timeout=0.5):
+                if stop.signum is not None:
+                    _stop(ctx.processes)
+                    stop.raise_now()
+        except mp.ProcessExitedException as exc:
+            _stop(ctx.processes)
+            if stop.signum is not None or exc.exit_code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+                stop.signum = stop.signum or (signal.SIGTERM if exc.exit_code == EXIT_TERMINATED
+                                              else signal.SIGINT)
+                stop.raise_now()
+            raise FlopsFitError(f"training worker {exc.error_index + 1} of {workers} died "
+                                f"({exc}); train again to resume its run.") from None
+        except mp.ProcessRaisedException as exc:
+            _stop(ctx.processes)
+            last = str(exc).strip().splitlines()[-1]
+            raise FlopsFitError(f"a training worker failed: {last}") from None
 
 
 def train_with_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg: TrainConfig,
