@@ -27,9 +27,14 @@ from flops_fit.fitting.synthetic import (
     law_from_optimum,
 )
 
-#: the prior law's E, alpha, beta and reducible loss at the middle budget (nats/token), as the
-#: byte-level CPU sweeps fitted them (Approach 3: E 0.85-1.2, alpha ~0.35, beta ~0.45)
-PRIOR = {"E": 1.0, "alpha": 0.35, "beta": 0.45, "reducible": 0.8}
+#: the prior law's E, alpha, beta and reducible loss at the middle budget (nats/token): the
+#: default GPT's own law, as Approach 3 fitted the default run (E 1.13, alpha 0.72, beta 0.53;
+#: L* - E = 0.62 at 1e12). With it and 1% noise the forecast for the default plan on a fresh
+#: run directory (N_opt 1.55x, loss 16.1%, a 0.074 at 4e14) was within 30% of what the default
+#: run delivered (1.42x, 13.9%, 0.060); the previous prior (E 1, alpha 0.35, beta 0.45,
+#: reducible 0.8) forecast 2.19x, 19.6% and 0.136. For a user's own model it is a guess: the
+#: forecast of a run directory with a fit uses that fit and its measured scatter instead.
+PRIOR = {"E": 1.13, "alpha": 0.72, "beta": 0.53, "reducible": 0.62}
 #: simulated sweeps and bootstrap resamples per forecast (about 5 s on two CPU cores)
 N_SIMS, N_BOOTSTRAP = 16, 80
 #: run noise (sd of log loss) without a measurement: DEFAULT_NOISE_REASON says where it is from
