@@ -9,10 +9,10 @@
   with other values is checked before the sweep: those sizes are named in one line and left
   out.
 
-flops-fit builds each as ``Model(**model.kwargs, seq_len=..., <size>=s)`` (``seq_len`` is
-passed when the constructor takes it; ``vocab_size`` is not: the conf/ presets set it, and with
-``model=custom`` give ``+model.kwargs.vocab_size=2048``), feeds it (B, T) token ids and expects
-(B, T, vocab_size) logits back.
+flops-fit builds each as ``Model(**model.kwargs, seq_len=..., vocab_size=..., <size>=s)``
+(``seq_len`` and the dataset's ``vocab_size`` are passed when the constructor names them and
+the kwargs leave them out), feeds it (B, T) token ids and expects (B, T, vocab_size) logits
+back.
 """
 
 import torch

@@ -108,7 +108,8 @@ def describe(sec: JointSection, pct: str) -> list[str]:
              f"bootstrap resamples, {pct} intervals):"]
     lines.append(f"  N_opt = {sec.G:.4g} * C^{sec.a:.3f}{iv(sec.a_ci, '.3f')}   "
                  f"D_opt ~ C^{sec.b:.3f}{iv(sec.b_ci, '.3f')}")
-    lines.append(f"  L_opt = {sec.E:.4g}{iv(sec.E_ci)} + {sec.A:.4g} * C^-{sec.gamma:.4f}"
+    # E is a loss (nats/token): 4 decimals, so a floor fitted at 0 reads 0.0000, not 5e-28
+    lines.append(f"  L_opt = {sec.E:.4f}{iv(sec.E_ci, '.4f')} + {sec.A:.4g} * C^-{sec.gamma:.4f}"
                  f"{iv(sec.gamma_ci, '.4f')}   curvature kappa = {sec.kappa:.3g}; "
                  f"run scatter {100 * (sec.sigma or 0):.2f}% ({sec.dof} dof)")
     if not sec.precise:

@@ -10,6 +10,7 @@ writes anything: :meth:`Settings.check`.
 
 from __future__ import annotations
 
+import inspect
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -77,6 +78,21 @@ class Settings:
     def resolved_model_cls(self) -> type[nn.Module]:
         """The model class: the one given from Python, else ``model._target_`` imported."""
         return self.model_cls if self.model_cls is not None else self.model.model_cls()
+
+    def model_kwargs(self, model_cls: type[nn.Module]) -> dict[str, Any]:
+        """``model.kwargs``, with ``vocab_size`` from the dataset where the model's constructor
+        names it and the kwargs leave it out (a user's ``model=custom``: the GPT preset passes
+        ``${dataset.vocab_size}`` itself)."""
+        kwargs = dict(self.model.kwargs)
+        vocab = getattr(self.dataset, "vocab_size", None)
+        if "vocab_size" not in kwargs and isinstance(vocab, int) and vocab >= 1:
+            try:
+                takes = "vocab_size" in inspect.signature(model_cls.__init__).parameters
+            except (TypeError, ValueError):  # no signature to read: leave the kwargs alone
+                takes = False
+            if takes:
+                kwargs["vocab_size"] = vocab
+        return kwargs
 
     def candidate_sizes(self) -> list[int] | None:
         """The size values the planner may choose (None: its default grid)."""

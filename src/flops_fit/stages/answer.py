@@ -159,7 +159,7 @@ def answer_plan(s: Settings, model_cls: type[nn.Module], example: torch.Tensor |
     """The one-run plan of ``s.answer`` (after :func:`use_answer`): exactly its run."""
     answer = read_answer(Path(s.answer).expanduser())
     run = answer["run"]
-    base = dict(s.model.kwargs)
+    base = s.model_kwargs(model_cls)
     bs, seq = int(run["batch_size"]), int(run["seq_len"])
     spec: RunSpec = make_run(model_cls, run["size_param"], base, int(run["size_value"]),
                              float(run["budget"]), s.model._target_, bs, seq,

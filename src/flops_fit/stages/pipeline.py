@@ -124,7 +124,7 @@ def make_plan(s: Settings) -> SweepPlan:
     with warnings.catch_warnings(record=True):  # the notes are in plan.warnings
         warnings.simplefilter("always")
         return plan_sweep(
-            model_cls, s.model.size_param, dict(s.model.kwargs), s.budgets.checked_values(),
+            model_cls, s.model.size_param, s.model_kwargs(model_cls), s.budgets.checked_values(),
             sizes=s.candidate_sizes(), sizes_per_budget=s.budgets.sizes_per_budget,
             span=s.budgets.span, tokens_per_param=s.budgets.tokens_per_param,
             exponent=s.budgets.exponent, batch_size=s.train.batch_size, seq_len=seq_len,

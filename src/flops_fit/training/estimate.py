@@ -292,8 +292,9 @@ def estimate_seconds(plan: SweepPlan, probes: dict[str, Probe], cfg: TrainConfig
                      run_ids: Collection[str] | None = None, workers: int = 1) -> float:
     """Estimated wall time of the whole sweep (or of its runs ``run_ids``): each run's steps
     (with ``reuse``, only its share of the shared trunks, as ``flops_spent`` counts it) at its
-    size's probed step time, plus its evaluation. ``workers`` processes take the trunks (or
-    runs) in plan order, each the next when it is free, slowed by :func:`contention`."""
+    size's probed step time, plus its evaluation. ``workers`` processes take the trunks
+    (longest first) or runs (in plan order), each the next when it is free, slowed by
+    :func:`contention`."""
     tcfg = trunk_config(cfg)
     spent = flops_spent(plan, tcfg) if reuse else {}
     unit = {r.run_id: t.trunk_id for t in group_trunks(plan, tcfg) for r in t.runs} \
@@ -313,7 +314,8 @@ def estimate_seconds(plan: SweepPlan, probes: dict[str, Probe], cfg: TrainConfig
     if workers <= 1:
         return sum(jobs.values())
     free = [WORKER_START_S] * workers
-    for secs in jobs.values():
+    # trunks go longest first (sweep.train_stage), separate runs in plan order
+    for secs in sorted(jobs.values(), reverse=True) if reuse else jobs.values():
         free[free.index(min(free))] += secs
     threads = probe_threads(cfg, device, workers)[0]
     return max(free) * contention(max(loads) if loads else None, threads, workers)

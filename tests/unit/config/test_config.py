@@ -66,3 +66,26 @@ def test_missing_dataset_path_is_one_sentence():
     cfg = _compose("plan", ["dataset=text_files", "run_dir=/tmp/x"])
     with pytest.raises(FlopsFitError, match="dataset.path has no value"):
         settings_from_cfg(cfg)
+
+
+def test_the_datasets_vocab_size_reaches_a_custom_model_that_names_it():
+    """model=custom: vocab_size comes from the dataset where the constructor names it and the
+    kwargs leave it out; a model without it, or kwargs that set it, are left alone."""
+    import torch.nn as nn
+
+    from flops_fit.config import ModelConfig, Settings, TokensDatasetConfig
+
+    class WithVocab(nn.Module):
+        def __init__(self, vocab_size: int, width: int = 8) -> None:
+            super().__init__()
+
+    class WithoutVocab(nn.Module):
+        def __init__(self, width: int = 8) -> None:
+            super().__init__()
+
+    s = Settings(model=ModelConfig(_target_="x.Y", size_param="width", kwargs={}),
+                 dataset=TokensDatasetConfig(path="data", vocab_size=2048))
+    assert s.model_kwargs(WithVocab) == {"vocab_size": 2048}
+    assert s.model_kwargs(WithoutVocab) == {}
+    s.model.kwargs = {"vocab_size": 512}
+    assert s.model_kwargs(WithVocab) == {"vocab_size": 512}
