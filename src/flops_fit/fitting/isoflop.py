@@ -82,8 +82,9 @@ def _budget_optimum(
     elif xv >= hi:
         note = "the minimum lies at or above the largest model"
     c_geo = float(np.exp(np.mean(np.log(c))))
-    n_opt = float(np.exp(xv)) if np.isfinite(xv) else math.nan
-    d_opt = float(np.exp(xd)) if np.isfinite(xd) else math.nan
+    # a vertex beyond e^700 (a flat profile) is no size at all: nan, never inf
+    n_opt = float(np.exp(xv)) if np.isfinite(xv) and abs(xv) < 700 else math.nan
+    d_opt = float(np.exp(xd)) if np.isfinite(xd) and abs(xd) < 700 else math.nan
     return BudgetOptimum(
         compute_budget=float(key),
         compute=c_geo,
