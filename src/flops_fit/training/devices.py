@@ -123,6 +123,14 @@ def resolve_device(name: str) -> torch.device:
         ) from exc
 
 
+def cpu_cores() -> int:
+    """The logical cores this process may run on (its affinity; all of them off Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def cpu_threads(cfg: TrainConfig) -> int:
     """Threads for this process: ``cfg.threads``, or (0) this process's cores shared by shards.
 
@@ -132,11 +140,7 @@ def cpu_threads(cfg: TrainConfig) -> int:
     """
     if cfg.threads > 0:
         return int(cfg.threads)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    cores = min(cores, _DEFAULT_THREADS)  # torch's default: physical cores, not hyper-threads
+    cores = min(cpu_cores(), _DEFAULT_THREADS)  # torch's default: physical cores, not hyper-threads
     if cfg.num_shards > 1 and "SLURM_JOB_ID" not in os.environ:
         cores = max(1, cores // cfg.num_shards)
     return cores

@@ -46,16 +46,17 @@ from flops_fit.errors import FlopsFitError
 from flops_fit.planning.planner import RunSpec, SweepPlan
 from flops_fit.rundir.io import atomic_write_json, file_lock, load_run_results, read_json
 from flops_fit.rundir.layout import Layout
-from flops_fit.rundir.records import FINAL_STATUSES
 from flops_fit.training.devices import (
     ESTIMATE_GPU,
     ESTIMATE_MFU,
+    cpu_cores,
     cpu_threads,
     gpu_hours,
     resolve_device,
 )
 from flops_fit.training.runner import TrainingRunner, first_output, to_device
 from flops_fit.training.schedule import reuses_trunks, trunk_config
+from flops_fit.training.sweep import unfinished
 from flops_fit.training.trunks import flops_spent, group_trunks, sweep_cost
 from flops_fit.training.workers import resolve_workers, worker_threads
 
@@ -156,10 +157,7 @@ def contention(load: float | None, threads: int, workers: int) -> float:
     probe of ``threads`` did alone, on this machine's cores under the others' ``load``."""
     if workers <= 1 or load is None:
         return 1.0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = cpu_cores()
     return max(1.0, (load + workers * threads) / cores) / max(1.0, (load + threads) / cores)
 
 
@@ -391,9 +389,7 @@ def train_timed(run_dir: Path, plan: SweepPlan, cfg: TrainConfig,
                 ) -> list[dict[str, Any]]:
     """``train()`` (the train stage on ``plan``), timed: the estimate of the runs it trained
     beside the seconds they took is recorded (:func:`record_actual`) and printed."""
-    done = load_run_results(run_dir)
-    todo = [r.run_id for r in plan.runs
-            if cfg.force or done.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+    todo = [r.run_id for r in unfinished(plan.runs, load_run_results(run_dir), cfg.force)]
     t0 = time.perf_counter()
     records = train()
     if todo:

@@ -93,8 +93,7 @@ def train_stage(
     if mine:
         data.check_batch(max(r.batch_size for r in mine))
     existing = rundir.load_run_results(run_dir)
-    todo = [r for r in mine if cfg.force or
-            existing.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+    todo = unfinished(mine, existing, cfg.force)
     for run_id in {r.run_id for r in mine} - {r.run_id for r in todo}:
         # a kill between a run's record and its cleanup leaves the checkpoint of a finished run
         (rundir.run_path(run_dir, run_id) / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -152,6 +151,14 @@ def train_stage(
                   highlight=False)
     sys.stdout.flush()
     return records
+
+
+def unfinished(runs: list[RunSpec], records: dict[str, dict[str, Any]],
+               force: bool = False) -> list[RunSpec]:
+    """The runs of ``runs`` a train call trains: those without a final record (``records``:
+    run_id -> record), or all of them with ``force``."""
+    return [r for r in runs
+            if force or records.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
 
 
 def _train_locked(runner: TrainingRunner, reporter: Reporter, run_dir: Path, spec: RunSpec,

@@ -33,11 +33,10 @@ from rich.text import Text
 from flops_fit.config import TrainConfig
 from flops_fit.errors import FlopsFitError, Terminated
 from flops_fit.rundir.io import load_run_results
-from flops_fit.rundir.records import FINAL_STATUSES
-from flops_fit.training.devices import resolve_device
+from flops_fit.training.devices import cpu_cores, resolve_device
 from flops_fit.training.interrupts import deferred, on_sigterm
 from flops_fit.training.progress import stamp
-from flops_fit.training.sweep import train_stage
+from flops_fit.training.sweep import train_stage, unfinished
 from flops_fit.training.trunks import flops_spent
 
 MAX_AUTO_WORKERS = 2  # auto: at most this many (measured on 2 cores; more is not measured)
@@ -64,22 +63,14 @@ def resolve_workers(cfg: TrainConfig, device: torch.device, flops_left: float) -
             or cfg.devices_per_run > 1 or "SLURM_JOB_ID" in os.environ \
             or flops_left < AUTO_MIN_FLOPS:
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_AUTO_WORKERS))
+    return max(1, min(cpu_cores(), MAX_AUTO_WORKERS))
 
 
 def worker_threads(cfg: TrainConfig, workers: int) -> int:
     """Threads per worker: ``cfg.threads`` if pinned, else the cores split between workers."""
     if cfg.threads > 0:
         return int(cfg.threads)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // workers)
+    return max(1, cpu_cores() // workers)
 
 
 #: a worker's exit code after Ctrl-C / SIGTERM (its run checkpointed): the shell's 130 / 143
@@ -171,10 +162,8 @@ def train_with_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg
                        lr_rule: str | None = None) -> list[dict[str, Any]]:
     """Train ``plan`` here (one worker) or in :func:`resolve_workers` local processes; the
     records of the plan's runs that have one."""
-    done = load_run_results(run_dir)
     spent = flops_spent(plan, cfg)
-    left = sum(spent[r.run_id] for r in plan.runs
-               if done.get(r.run_id, {}).get("status") not in FINAL_STATUSES)
+    left = sum(spent[r.run_id] for r in unfinished(plan.runs, load_run_results(run_dir)))
     workers = resolve_workers(cfg, resolve_device(cfg.device), left)
     if workers == 1:
         return train_stage(run_dir, plan, model_cls, data, cfg, loss_fn=loss_fn,
