@@ -108,6 +108,7 @@ class BudgetsConfig:
     exponent: float | None = None  # or: N_opt ∝ C^exponent, anchored at the first budget
     min_steps: int = 200  # sizes whose run would have fewer optimizer steps are not planned
     adaptive: bool = False  # add sizes beyond an edge minimum after the planned runs (adaptive.py)
+    sequential: bool = True  # train in rounds, re-centring later budgets (sequential.py)
     max_added: int = 2  # at most this many added sizes per budget
 
     def checked_values(self) -> list[float]:

@@ -41,10 +41,26 @@ class Extension:
     waiting: int = 0  # budgets whose runs are not all final yet
 
 
-def _usable(rec: dict[str, Any] | None) -> bool:
+def usable(rec: dict[str, Any] | None) -> bool:
+    """Whether a run record has a loss to fit: completed, finite and positive."""
     loss = (rec or {}).get("final_loss")
     return (rec or {}).get("status") == "completed" and isinstance(loss, (int, float)) \
         and math.isfinite(loss) and loss > 0
+
+
+def budget_optimum(runs: list[RunSpec], records: dict[str, dict[str, Any]]
+                   ) -> tuple[Any, np.ndarray, np.ndarray] | None:
+    """The IsoFLOP parabola of one budget's usable runs: ``(optimum, N, loss)``; None with
+    fewer than 3 sizes."""
+    done = [r for r in runs if usable(records.get(r.run_id))]
+    if len({r.num_params for r in done}) < 3:
+        return None
+    n = np.array([r.num_params for r in done], dtype=float)
+    d = np.array([r.num_tokens for r in done], dtype=float)
+    c = np.array([r.flops for r in done], dtype=float)
+    loss = np.array([records[r.run_id]["final_loss"] for r in done], dtype=float)
+    (opt,), _ = fitting.isoflop_optima(np.full(n.size, done[0].compute_budget), n, d, loss, c)
+    return opt, n, loss
 
 
 def edge_side(runs: list[RunSpec], records: dict[str, dict[str, Any]]) -> str | None:
@@ -53,14 +69,10 @@ def edge_side(runs: list[RunSpec], records: dict[str, dict[str, Any]]) -> str | 
     Uses the IsoFLOP parabola and its ``interior`` flag; when the losses do not curve upwards,
     the side of the lowest loss, if it is an end size.
     """
-    done = [r for r in runs if _usable(records.get(r.run_id))]
-    if len({r.num_params for r in done}) < 3:
+    fit = budget_optimum(runs, records)
+    if fit is None:
         return None
-    n = np.array([r.num_params for r in done], dtype=float)
-    d = np.array([r.num_tokens for r in done], dtype=float)
-    c = np.array([r.flops for r in done], dtype=float)
-    loss = np.array([records[r.run_id]["final_loss"] for r in done], dtype=float)
-    (opt,), _ = fitting.isoflop_optima(np.full(n.size, done[0].compute_budget), n, d, loss, c)
+    opt, n, loss = fit
     if opt.interior:
         return None
     lo = opt.log_n_range[0]
@@ -74,14 +86,14 @@ def edge_side(runs: list[RunSpec], records: dict[str, dict[str, Any]]) -> str | 
 def extend_plan(
     plan: SweepPlan, records: dict[str, dict[str, Any]], model_cls: type[nn.Module],
     sizes: list[int] | None, *, max_added: int, min_steps: int,
-    example_input: torch.Tensor | None = None,
+    example_input: torch.Tensor | None = None, budgets: list[float] | None = None,
 ) -> Extension:
     """The runs to add to ``plan`` given the run records (``run_id -> record``).
 
     ``sizes`` are the candidate values of the size parameter (the model's size range; None:
     the planner's :func:`~flops_fit.planning.planner.default_size_grid`, as for a
     ``model=custom`` without size keys). Budgets with a run that is not final yet are left for
-    later (``waiting``).
+    later (``waiting``); ``budgets`` limits the look to those budgets.
     """
     out = Extension()
     sizes = sorted(set(sizes or default_size_grid()))
@@ -105,6 +117,8 @@ def extend_plan(
         return n_of[size]
 
     for budget in plan.compute_budgets:
+        if budgets is not None and budget not in budgets:
+            continue
         runs = [r for r in plan.runs if r.compute_budget == budget]
         if any((records.get(r.run_id) or {}).get("status") not in FINAL_STATUSES for r in runs):
             out.waiting += 1

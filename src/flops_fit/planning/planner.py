@@ -44,8 +44,6 @@ PLAN_FORMAT = "flops-fit plan v1"
 #: plan.settings keys that come from the budgets group
 BUDGET_KEYS = ("compute_budgets", "sizes_per_budget", "span", "tokens_per_param", "exponent",
                "min_steps")
-
-
 #: RunSpec keys a plan.json run may leave out (older plans have none of them)
 OPTIONAL_RUN_KEYS = ("model_kwargs", "added", "added_reason", "repeat")
 
@@ -90,6 +88,8 @@ class SweepPlan:
     model: dict[str, Any]  # {_target_, size_param, kwargs}
     settings: dict[str, Any]  # budgets and train settings the plan depends on
     warnings: list[str] = field(default_factory=list)
+    #: re-centred budgets (sequential.py), ``{"budget": C, "n_star": N*, "basis": why}``
+    recentred: list[dict[str, Any]] = field(default_factory=list)
     #: lines every stage prints when it plans (dropped sizes, a 6N fallback); they are also
     #: among ``warnings``, and not written to plan.json apart from them
     notices: list[str] = field(default_factory=list, compare=False)
@@ -118,8 +118,14 @@ class SweepPlan:
             "model": self.model,
             "settings": self.settings,
             "warnings": self.warnings,
+            **({"recentred": self.recentred} if self.recentred else {}),
             "runs": [_run_dict(r) for r in self.runs],
         }
+
+    def centre(self, budget: float) -> float | None:
+        """The N* a re-centring placed ``budget``'s sizes around (None: the prior's)."""
+        return next((e["n_star"] for e in reversed(self.recentred) if e["budget"] == budget),
+                    None)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "plan.json") -> SweepPlan:
@@ -196,8 +202,17 @@ class SweepPlan:
                               "out of range")
             runs.append(spec)
         warns = data.get("warnings", [])
+        recentred = data.get("recentred", [])
+        if not isinstance(recentred, list):
+            raise bad("recentred is not a list")
+        for i, e in enumerate(recentred):
+            if not (isinstance(e, dict) and all(type(e.get(k)) in (int, float) and
+                    math.isfinite(e[k]) and e[k] > 0 for k in ("budget", "n_star"))):
+                raise bad(f"recentred #{i} has no positive budget and n_star")
+        recentred = [{"budget": float(e["budget"]), "n_star": float(e["n_star"]),
+                      "basis": str(e.get("basis", ""))} for e in recentred]
         return cls(runs, model, settings, [str(w) for w in warns]
-                   if isinstance(warns, list) else [])
+                   if isinstance(warns, list) else [], recentred)
 
     def model_cls(self) -> type[nn.Module]:
         """The planned model class, checked to be an ``nn.Module`` before anything is called."""
@@ -284,6 +299,16 @@ def _run_id(budget: float, size_param: str, size: int, payload: dict[str, Any]) 
     return f"C{budget:.2e}_{size_param}{size}_{digest[:8]}".replace("+", "")
 
 
+def prior_optima(budgets: list[float], tokens_per_param: float,
+                 exponent: float | None) -> list[float]:
+    """The prior's expected optimum N* at each of the (sorted) ``budgets``: D/N =
+    ``tokens_per_param``, or N* ∝ C^``exponent`` anchored there at the first budget."""
+    first = math.sqrt(budgets[0] / (6.0 * tokens_per_param))
+    if exponent is not None:
+        return [first * (c / budgets[0]) ** exponent for c in budgets]
+    return [math.sqrt(c / (6.0 * tokens_per_param)) for c in budgets]
+
+
 def _choose_sizes(
     sizes: list[int], log_n: np.ndarray, centre: float, span: float, k: int
 ) -> list[int]:
@@ -323,6 +348,7 @@ def plan_sweep(
     example_input: torch.Tensor | None = None,
     model_target: str | None = None,
     context: dict[str, Any] | None = None,
+    centres: dict[float, float] | None = None,
 ) -> SweepPlan:
     """Plan an IsoFLOP sweep of ``model_cls`` (see the module docstring for the rules).
 
@@ -331,7 +357,8 @@ def plan_sweep(
     ``example_input`` is one sample with batch dimension 1 (default: (1, seq_len) tokens).
     Each sample counts ``seq_len`` tokens for token inputs, one otherwise. ``context`` (the
     data and train settings) joins each run id's hash, so runs of other experiments never share
-    an id; it is recorded under ``plan.settings``.
+    an id; it is recorded under ``plan.settings``. ``centres`` (budget -> N*) replaces the
+    prior's expected optimum at those budgets (sequential planning: the trend measured so far).
     """
 
     model_kwargs = dict(model_kwargs or {})
@@ -359,11 +386,8 @@ def plan_sweep(
     # default grid is never built)
     sizes = sorted(set(sizes or default_size_grid()))
     n_cap = trainable_params(max(budgets), tokens_per_step, min_steps)
-    if exponent is not None:
-        n_stars = [math.sqrt(budgets[0] / (6.0 * tokens_per_param))
-                   * (c / budgets[0]) ** exponent for c in budgets]
-    else:
-        n_stars = [math.sqrt(c / (6.0 * tokens_per_param)) for c in budgets]
+    n_stars = [float((centres or {}).get(c, n)) for c, n in
+               zip(budgets, prior_optima(budgets, tokens_per_param, exponent), strict=True)]
     check = check_sizes(model_cls, size_param, model_kwargs, sizes, example_input, n_cap,
                         max(n_stars), span, sizes_per_budget)
     valid, n_total = check.valid, check.n_total

@@ -187,15 +187,17 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 def plan_differences(old: SweepPlan, new: SweepPlan) -> list[str]:
     """What differs between two plans' identities (model, data, budgets, train settings)."""
     diff = _differences(old.identity(), new.identity())
-    if not diff and _planned_ids(old) != _planned_ids(new):
+    moved = {e["budget"] for e in old.recentred}
+    if not diff and _planned_ids(old, moved) != _planned_ids(new, moved):
         diff = ["the planned runs"]
     return diff
 
 
-def _planned_ids(plan: SweepPlan) -> list[str]:
-    """The ids a plan's identity compares: runs added by ``budgets.adaptive`` extend the same
-    experiment (they follow from its results), so they are left out."""
-    return [r.run_id for r in plan.planned_runs]
+def _planned_ids(plan: SweepPlan, moved: set[float]) -> list[str]:
+    """The ids a plan's identity compares: runs added by ``budgets.adaptive`` and the runs of
+    budgets sequential planning re-centred (``moved``) follow from the experiment's results, so
+    they are left out."""
+    return [r.run_id for r in plan.planned_runs if r.compute_budget not in moved]
 
 
 def append_runs(run_dir: str | Path, added: list[RunSpec]) -> SweepPlan:
@@ -210,6 +212,26 @@ def append_runs(run_dir: str | Path, added: list[RunSpec]) -> SweepPlan:
         new = [r for r in added if r.run_id not in have]
         if new:
             plan.runs.extend(new)
+            atomic_write_json(lay.plan, plan.to_dict())
+    return plan
+
+
+def recentre_runs(run_dir: str | Path, budget_runs: dict[float, list[RunSpec]],
+                  entries: list[dict[str, Any]]) -> SweepPlan:
+    """Replace the runs of each budget in ``budget_runs`` by its new runs and record
+    ``entries`` (sequential planning) in ``run_dir/plan.json``, atomically under its lock; the
+    new plan. A budget with a run that has a record or a folder under runs/ is left as it is.
+    """
+    lay = Layout(Path(run_dir))
+    with file_lock(lay.plan):
+        plan = load_plan(run_dir)
+        started = {r.compute_budget for r in plan.runs if lay.run(r.run_id).exists()}
+        moved = {c for c in budget_runs if c not in started}
+        if moved:
+            kept = [r for r in plan.runs if r.compute_budget not in moved]
+            new = [r for c in sorted(moved) for r in budget_runs[c]]
+            plan.runs = sorted(kept + new, key=lambda r: r.compute_budget)  # stable
+            plan.recentred = plan.recentred + [e for e in entries if e["budget"] in moved]
             atomic_write_json(lay.plan, plan.to_dict())
     return plan
 

@@ -137,6 +137,7 @@ class Layout:
     probe = _path(PROBE_FILE)
     results = _path(RESULTS_FILE)
     runs = _path(RUNS_DIR)
+    trunks = _path(TRUNKS_DIR)
     analysis_dir = _path(ANALYSIS_DIR)
     laws = _path(ANALYSIS_DIR, LAWS_FILE)
     history = _path(ANALYSIS_DIR, HISTORY_FILE)

@@ -26,7 +26,7 @@ from flops_fit.analysis.realise import describe as describe_prediction
 from flops_fit.config import CustomDatasetConfig, DatasetConfig, PredictConfig, Settings
 from flops_fit.config.reading import class_path, import_model_class
 from flops_fit.data import as_data_source, build_custom, build_data, custom_loss
-from flops_fit.errors import FlopsFitError, TrainingFailedError
+from flops_fit.errors import FlopsFitError
 from flops_fit.planning.adaptive import extend_plan
 from flops_fit.planning.contracts import validate_loss_fn
 from flops_fit.planning.planner import SweepPlan, plan_sweep
@@ -44,12 +44,14 @@ from flops_fit.rundir.io import file_lock, load_run_results, read_json, remove_s
 from flops_fit.rundir.layout import Layout
 from flops_fit.rundir.records import TuningRecord
 from flops_fit.stages.answer import answer_plan, use_answer, write_answer_file
+from flops_fit.stages.rounds import sequential, train_in_rounds
 from flops_fit.stages.tune import apply_rule, load_tuning, run_tuning
 from flops_fit.stages.validate import validate_stage
 from flops_fit.training.devices import pick_cuda_device, release_devices, resolve_device
 from flops_fit.training.estimate import estimate_lines, probe_plan, train_timed
 from flops_fit.training.runner import check_loss_fn, default_loss_fn
 from flops_fit.training.schedule import check_schedule_name, endpoint_schedules, trajectory
+from flops_fit.training.sweep import check_failures
 from flops_fit.training.tracking.loggers import log_fit, log_plots
 from flops_fit.training.workers import train_with_workers
 
@@ -107,8 +109,9 @@ def _example(s: Settings) -> tuple[int, Any]:
     return seq_len, example
 
 
-def make_plan(s: Settings) -> SweepPlan:
-    """Plan the sweep the settings describe (nothing is written but a tokenized-data cache).
+def make_plan(s: Settings, centres: dict[float, float] | None = None) -> SweepPlan:
+    """Plan the sweep the settings describe (nothing is written but a tokenized-data cache);
+    ``centres`` (budget -> N*) re-centre those budgets (sequential planning).
 
     The data is checked here, before anything trains: a missing or binary file, too little
     data for a batch, a user dataset that breaks the contract.
@@ -130,7 +133,7 @@ def make_plan(s: Settings) -> SweepPlan:
             exponent=s.budgets.exponent, batch_size=s.train.batch_size, seq_len=seq_len,
             min_steps=s.budgets.min_steps, example_input=example,
             model_target=class_path(model_cls) if s.model_cls is not None else s.model._target_,
-            context=context,
+            context=context, centres=centres,
         )
 
 
@@ -225,17 +228,19 @@ def print_estimate(s: Settings, plan: SweepPlan, console: Console) -> None:
 
 
 def extend_stage(s: Settings, plan: SweepPlan, console: Console,
-                 explicit: bool = False) -> SweepPlan:
+                 explicit: bool = False, budgets: list[float] | None = None) -> SweepPlan:
     """Append the runs ``budgets.adaptive`` calls for to plan.json (see adaptive.py).
 
-    ``explicit`` (``plan extend=true``) extends even when ``budgets.adaptive`` is off.
+    ``explicit`` (``plan extend=true``) extends even when ``budgets.adaptive`` is off, and so
+    does ``budgets`` (a round of sequential planning), which limits the look to those budgets.
     """
-    if not (s.budgets.adaptive or explicit):
+    if not (s.budgets.adaptive or explicit or budgets):
         return plan
     run_dir = check_run_dir(s.run_dir)
     ext = extend_plan(plan, load_run_results(run_dir), _model_cls_of(plan, s),
                       s.candidate_sizes(), max_added=s.budgets.max_added,
-                      min_steps=s.budgets.min_steps, example_input=_example(s)[1])
+                      min_steps=s.budgets.min_steps, example_input=_example(s)[1],
+                      budgets=budgets)
     for note in ext.notes:
         console.print(f"adaptive: {escape(note)}", highlight=False)
     if ext.waiting and explicit:
@@ -277,13 +282,22 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
     # one free GPU per job (devices_per_run of them for a multi-device run), before CUDA starts
     train.device = pick_cuda_device(train.device, k=train.devices_per_run)
 
-    def train_plan(plan: SweepPlan) -> list[dict[str, Any]]:  # timed against the estimate
-        run_dir = check_run_dir(s.run_dir)
+    def train_plan(plan: SweepPlan, only: set[str] | None = None) -> list[dict[str, Any]]:
+        run_dir = check_run_dir(s.run_dir)  # timed against the estimate
         return train_timed(run_dir, plan, train, lambda: train_with_workers(
-            run_dir, plan, model_cls, data, train, loss_fn, console, label), console)
+            run_dir, plan, model_cls, data, train, loss_fn, console, label, only), console,
+            only)
 
     try:
-        records = train_plan(plan)
+        if sequential(s, plan):
+            plan = train_in_rounds(
+                s, plan, console, train_plan,
+                extend=lambda p, group: extend_stage(s, p, console, budgets=group),
+                replan=lambda centres: make_plan(s, centres))
+            done = load_run_results(check_run_dir(s.run_dir))
+            records = [done[r.run_id] for r in plan.runs if r.run_id in done]
+        else:
+            records = train_plan(plan)
         # one process: train -> extend -> train the added runs, until nothing is added
         # (bounded by budgets.max_added per budget); shards extend at the next train
         while s.budgets.adaptive and train.num_shards == 1:
@@ -294,7 +308,7 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
             records = train_plan(plan)
     finally:
         release_devices()  # a reused launcher worker must not keep this job's GPU
-    _check_failures(records, console)
+    check_failures(records, console)
     return records
 
 
@@ -375,21 +389,6 @@ def tune_command(s: Settings, console: Console) -> TuningRecord:
                           s.loss_fn, console)
     finally:
         release_devices()
-
-
-def _check_failures(records: list[dict[str, Any]], console: Console) -> None:
-    """A last line naming failed runs and why; :class:`TrainingFailedError` if all failed."""
-    failed = [r for r in records if r.get("status") == "failed"]
-    if not failed:
-        return
-    cause = str(failed[0].get("error") or "unknown cause")
-    if len(failed) == len(records):
-        raise TrainingFailedError(
-            f"No run completed: all {len(records)} run(s) of this train call failed; the "
-            f"first ({failed[0].get('run_id')}) failed with {cause}")
-    console.print(f"{len(failed)} of {len(records)} runs failed (they are retried by the next "
-                  f"train); the first ({escape(str(failed[0].get('run_id')))}) failed with "
-                  f"{escape(cause)}", highlight=False, soft_wrap=True)
 
 
 def analyze_command(s: Settings, console: Console):

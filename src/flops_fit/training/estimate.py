@@ -385,11 +385,13 @@ def record_actual(run_dir: str | Path, plan: SweepPlan, cfg: TrainConfig, device
 
 
 def train_timed(run_dir: Path, plan: SweepPlan, cfg: TrainConfig,
-                train: Callable[[], list[dict[str, Any]]], console: Console
-                ) -> list[dict[str, Any]]:
-    """``train()`` (the train stage on ``plan``), timed: the estimate of the runs it trained
-    beside the seconds they took is recorded (:func:`record_actual`) and printed."""
-    todo = [r.run_id for r in unfinished(plan.runs, load_run_results(run_dir), cfg.force)]
+                train: Callable[[], list[dict[str, Any]]], console: Console,
+                only: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """``train()`` (the train stage on ``plan``, or on its runs in ``only``), timed: the
+    estimate of the runs it trained beside the seconds they took is recorded
+    (:func:`record_actual`) and printed."""
+    todo = [r.run_id for r in unfinished(plan.runs, load_run_results(run_dir), cfg.force)
+            if only is None or r.run_id in only]
     t0 = time.perf_counter()
     records = train()
     if todo:

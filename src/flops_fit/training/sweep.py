@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,12 @@ import torch
 import torch.nn as nn
 from filelock import FileLock, Timeout
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from flops_fit.config import TrainConfig
 from flops_fit.data import DataSource, as_data_source
+from flops_fit.errors import TrainingFailedError
 from flops_fit.planning.planner import RunSpec, SweepPlan
 from flops_fit.rundir import io as rundir
 from flops_fit.rundir.layout import CHECKPOINT_FILE, TRUNK_CHECKPOINT_FILE, Layout
@@ -60,11 +62,14 @@ def train_stage(
     on_step: Callable[[int], None] | None = None,
     lr_rule: str | None = None,
     label: str = "",
+    only: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train this shard's runs of ``plan`` that are not done; return this shard's records.
 
     ``lr_rule`` names the rule that set the runs' peak LR (recorded in each run's record);
-    ``label`` starts every progress line (``worker 2: `` when workers share the plan).
+    ``label`` starts every progress line (``worker 2: `` when workers share the plan);
+    ``only`` (run ids) trains those runs alone (a round of sequential planning), while the
+    trunks are the whole plan's, so a trunk keeps its latest state for its later runs.
 
     Runs ``i`` with ``i % cfg.num_shards == cfg.shard`` are this shard's, in plan order (under
     ``reuse``: the runs of this shard's trunks, :func:`~flops_fit.training.trunks.shard_trunks`).
@@ -97,6 +102,9 @@ def train_stage(
     for run_id in {r.run_id for r in mine} - {r.run_id for r in todo}:
         # a kill between a run's record and its cleanup leaves the checkpoint of a finished run
         (rundir.run_path(run_dir, run_id) / CHECKPOINT_FILE).unlink(missing_ok=True)
+    if only is not None:
+        mine = [r for r in mine if r.run_id in only]
+        todo = [r for r in todo if r.run_id in only]
     if not todo:
         for trunk in my_trunks:
             _prune(Layout(run_dir), trunk, run_dir)
@@ -131,7 +139,8 @@ def train_stage(
         todo_ids = {r.run_id for r in todo}
         for trunk in my_trunks:
             if todo_ids & {r.run_id for r in trunk.runs}:
-                for rec in _train_trunk(runner, reporter, run_dir, trunk, cfg.force, spent):
+                for rec in _train_trunk(runner, reporter, run_dir, trunk, cfg.force, spent,
+                                        todo_ids):
                     existing[rec["run_id"]] = rec
                     rundir.rebuild_results(run_dir, plan)
         for spec in [] if reuse else todo:
@@ -151,6 +160,21 @@ def train_stage(
                   highlight=False)
     sys.stdout.flush()
     return records
+
+
+def check_failures(records: list[dict[str, Any]], console: Console) -> None:
+    """A last line naming failed runs and why; :class:`TrainingFailedError` if all failed."""
+    failed = [r for r in records if r.get("status") == "failed"]
+    if not failed:
+        return
+    cause = str(failed[0].get("error") or "unknown cause")
+    if len(failed) == len(records):
+        raise TrainingFailedError(
+            f"No run completed: all {len(records)} run(s) of this train call failed; the "
+            f"first ({failed[0].get('run_id')}) failed with {cause}")
+    console.print(f"{len(failed)} of {len(records)} runs failed (they are retried by the next "
+                  f"train); the first ({escape(str(failed[0].get('run_id')))}) failed with "
+                  f"{escape(cause)}", highlight=False, soft_wrap=True)
 
 
 def unfinished(runs: list[RunSpec], records: dict[str, dict[str, Any]],
@@ -198,8 +222,9 @@ def _train_locked(runner: TrainingRunner, reporter: Reporter, run_dir: Path, spe
 
 
 def _train_trunk(runner: TrunkRunner, reporter: Reporter, run_dir: Path, trunk: Trunk,
-                 force: bool, spent: dict[str, float]) -> list[dict[str, Any]]:
-    """Train ``trunk``'s unfinished runs in branch order under the trunk's lock; their records.
+                 force: bool, spent: dict[str, float], todo: set[str]
+                 ) -> list[dict[str, Any]]:
+    """Train ``trunk``'s runs in ``todo`` in branch order under the trunk's lock; their records.
 
     Each run resumes its own checkpoint if it has one; else the trunk is advanced to the run's
     branch point (from its latest checkpoint) and the run is its cooldown from there. A trunk
@@ -222,6 +247,8 @@ def _train_trunk(runner: TrunkRunner, reporter: Reporter, run_dir: Path, trunk: 
             for p in tdir.glob("*.pt"):
                 p.unlink()
         for spec, b in zip(trunk.runs, trunk.branches, strict=True):
+            if spec.run_id not in todo:
+                continue
             rec = rundir.read_run_result(run_dir, spec.run_id)
             if rec is not None and rec.get("status") in FINAL_STATUSES and not force:
                 continue
@@ -270,6 +297,22 @@ def _advance(runner: TrunkRunner, reporter: Reporter, lay: Layout, trunk: Trunk,
                      f"{len([x for x in trunk.branches if x == b])} run(s))")
     runner.train_trunk(tid, longest, tdir, start, b, out)
     (tdir / TRUNK_CHECKPOINT_FILE).unlink(missing_ok=True)  # older than the branch just made
+
+
+def prune_trunks(run_dir: str | Path, plan: SweepPlan, cfg: TrainConfig) -> None:
+    """Delete the trunk checkpoints no unfinished run of ``plan`` needs, those of trunks
+    the plan no longer has included (sequential planning re-centred their sizes away)."""
+    run_dir = Path(run_dir)
+    lay = Layout(run_dir)
+    if not reuses_trunks(cfg) or not lay.trunks.is_dir():
+        return
+    trunks = {t.trunk_id: t for t in group_trunks(plan, cfg)}
+    for tdir in lay.trunks.iterdir():
+        if tdir.name in trunks:
+            _prune(lay, trunks[tdir.name], run_dir)
+        elif tdir.name.startswith("trunk-") and tdir.is_dir() and not tdir.is_symlink():
+            for p in tdir.glob("*.pt"):
+                p.unlink(missing_ok=True)
 
 
 def _prune(lay: Layout, trunk: Trunk, run_dir: Path) -> None:

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,8 @@ def _worker(index: int, blob: bytes, ppid: int) -> None:
     try:
         train_stage(payload["run_dir"], payload["plan"], payload["model_cls"], payload["data"],
                     payload["cfg"], loss_fn=payload["loss_fn"], console=console,
-                    lr_rule=payload["lr_rule"], label=f"worker {index + 1}: ")
+                    lr_rule=payload["lr_rule"], label=f"worker {index + 1}: ",
+                    only=payload["only"])
     except KeyboardInterrupt as exc:  # its run is checkpointed: say so by the exit code
         sys.stdout.flush()
         os._exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
@@ -115,8 +117,10 @@ def _stop(procs: list[Any], wait_s: float = 60.0) -> None:
 
 
 def train_in_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg: TrainConfig,
-                     workers: int, loss_fn: Any = None, lr_rule: str | None = None) -> None:
-    """Train ``plan``'s unfinished runs in ``workers`` spawned processes; returns when all end.
+                     workers: int, loss_fn: Any = None, lr_rule: str | None = None,
+                     only: Collection[str] | None = None) -> None:
+    """Train ``plan``'s unfinished runs (of ``only``, if given) in ``workers`` spawned
+    processes; returns when all end.
 
     Ctrl-C or SIGTERM here stops every worker at a step boundary with its run checkpointed,
     then raises as one process would (KeyboardInterrupt, or Terminated). Raises
@@ -125,7 +129,7 @@ def train_in_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg: 
     cfg = replace(cfg, workers=1, threads=worker_threads(cfg, workers))
     payload = {"run_dir": str(run_dir), "plan": plan, "model_cls": model_cls,
                "data": data.to(torch.device("cpu")), "cfg": cfg, "loss_fn": loss_fn,
-               "lr_rule": lr_rule}
+               "lr_rule": lr_rule, "only": None if only is None else sorted(only)}
     buf = io.BytesIO()  # plain bytes: torch's shared-memory tensor passing needs a big /dev/shm
     try:
         torch.save(payload, buf)
@@ -159,21 +163,23 @@ def train_in_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg: 
 
 def train_with_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg: TrainConfig,
                        loss_fn: Any = None, console: Console | None = None,
-                       lr_rule: str | None = None) -> list[dict[str, Any]]:
-    """Train ``plan`` here (one worker) or in :func:`resolve_workers` local processes; the
-    records of the plan's runs that have one."""
+                       lr_rule: str | None = None, only: Collection[str] | None = None
+                       ) -> list[dict[str, Any]]:
+    """Train ``plan`` (its runs in ``only``, if given) here (one worker) or in
+    :func:`resolve_workers` local processes; the records of the plan's runs that have one."""
     spent = flops_spent(plan, cfg)
-    left = sum(spent[r.run_id] for r in unfinished(plan.runs, load_run_results(run_dir)))
+    left = sum(spent[r.run_id] for r in unfinished(plan.runs, load_run_results(run_dir))
+               if only is None or r.run_id in only)
     workers = resolve_workers(cfg, resolve_device(cfg.device), left)
     if workers == 1:
         return train_stage(run_dir, plan, model_cls, data, cfg, loss_fn=loss_fn,
-                           console=console, lr_rule=lr_rule)
+                           console=console, lr_rule=lr_rule, only=only)
     console = console or Console()
     console.print(Text(stamp(f"Training in {workers} worker processes of "
                              f"{worker_threads(cfg, workers)} thread(s) each (train.workers; "
                              "train.workers=1 for one process).")), highlight=False)
     t0 = time.perf_counter()
-    train_in_workers(run_dir, plan, model_cls, data, cfg, workers, loss_fn, lr_rule)
+    train_in_workers(run_dir, plan, model_cls, data, cfg, workers, loss_fn, lr_rule, only)
     done = load_run_results(run_dir)
     console.print(Text(stamp(f"{workers} workers trained the plan in "
                              f"{time.perf_counter() - t0:.1f}s.")), highlight=False)
