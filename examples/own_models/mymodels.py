@@ -63,8 +63,8 @@ class GPT(nn.Module):
 class DepthGPT(GPT):
     """Sized by depth: ``n_layer`` layers of a fixed width."""
 
-    def __init__(self, vocab_size: int, seq_len: int, n_layer: int, n_embd: int = 64,
-                 n_head: int = 4):
+    def __init__(self, vocab_size: int, seq_len: int, n_layer: int, n_embd: int = 16,
+                 n_head: int = 2):
         super().__init__(vocab_size, seq_len, n_layer, n_embd, n_head)
 
 

@@ -4,7 +4,8 @@ in ``report.html`` from the file.
 
 A :class:`Note` is one sentence with its level (``warning`` or ``note``) and, for the lines of
 a predicted budget, that budget. The list holds, in this order: the plan's warnings
-(unbuildable sizes, a 6N fallback, a prior off the model), runs not finished yet, the fit's
+(unbuildable sizes, a 6N fallback, a prior off the model) and the budgets sequential planning
+re-centred, runs not finished yet, the fit's
 warnings (approaches that disagree, intervals refused, edge and off-centre minima, mis-tuning,
 the approach that stood in), then per predicted budget the nearest buildable model and its
 remarks (extrapolation, repeated data): the table's budgets and find-optimal's default one
@@ -106,6 +107,26 @@ def plan_warnings(run_dir: Path) -> list[str]:
         if isinstance(found, list) else []
 
 
+def plan_recentring(run_dir: Path) -> list[str]:
+    """One sentence per re-centring of sequential planning in ``plan.json`` (its ``recentred``
+    entries grouped by their basis); none when there is none or the file is unreadable."""
+    path = Layout(run_dir).plan
+    try:
+        data = read_json(path, "plan") if path.is_file() else {}
+    except FlopsFitError:
+        return []
+    found = data.get("recentred") if isinstance(data, dict) else None
+    groups: dict[str, list[float]] = {}
+    for e in found if isinstance(found, list) else []:
+        basis, budget = (e.get("basis"), e.get("budget")) if isinstance(e, dict) else (0, 0)
+        if isinstance(basis, str) and 0 < len(basis) <= MAX_TEXT \
+                and type(budget) in (int, float) and math.isfinite(budget) and budget > 0:
+            groups.setdefault(basis, []).append(float(budget))
+    return [f"Sequential planning re-centred the sizes of budget(s) "
+            f"{', '.join(f'{c:.3g}' for c in sorted(cs))} on the {basis} (the prior "
+            "budgets.tokens_per_param was off for this model)." for basis, cs in groups.items()]
+
+
 def _pending(provenance: dict[str, Any]) -> int:
     counts = (provenance.get("runs") or {}).get("status_counts") or {}
     return sum(int(n) for k, n in counts.items()
@@ -131,6 +152,7 @@ def build_notes(analysis: ScalingAnalysis, run_dir: Path | None, swept: list[flo
     budget (:func:`_predicted`) the nearest buildable model (in ``run_dir``'s plan) and its
     remarks. ``swept`` are the sweep's budgets, ``params`` the parameter convention."""
     notes = [Note("warning", w, "plan") for w in plan_warnings(run_dir)] if run_dir else []
+    notes += [Note("note", w, "plan") for w in plan_recentring(run_dir)] if run_dir else []
     pending = _pending(analysis.provenance)
     if pending:
         notes.append(Note("note", f"{pending} run(s) are not finished yet; this fit uses the "
