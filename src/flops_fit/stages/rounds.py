@@ -82,5 +82,4 @@ def recentre_stage(s: Settings, plan: SweepPlan, console: Console, budgets: list
         sizes = ", ".join(str(r.size_value) for r in plan.runs if r.compute_budget == c)
         console.print(f"sequential: budget {c:.3g}: {plan.model['size_param']} {sizes}",
                       highlight=False)
-    prune_trunks(run_dir, plan, s.train)  # trunks of sizes no longer planned
     return plan

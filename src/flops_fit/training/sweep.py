@@ -105,9 +105,10 @@ def train_stage(
     if only is not None:
         mine = [r for r in mine if r.run_id in only]
         todo = [r for r in todo if r.run_id in only]
+    keep = only is not None  # a round: later rounds may add longer runs of any size
     if not todo:
         for trunk in my_trunks:
-            _prune(Layout(run_dir), trunk, run_dir)
+            _prune(Layout(run_dir), trunk, run_dir, keep)
         rundir.rebuild_results(run_dir, plan)
         console.print(Text(stamp(f"Nothing to train: all {len(mine)} runs of this shard are "
                                  f"done ({run_dir}).")), highlight=False)
@@ -140,7 +141,7 @@ def train_stage(
         for trunk in my_trunks:
             if todo_ids & {r.run_id for r in trunk.runs}:
                 for rec in _train_trunk(runner, reporter, run_dir, trunk, cfg.force, spent,
-                                        todo_ids):
+                                        todo_ids, keep):
                     existing[rec["run_id"]] = rec
                     rundir.rebuild_results(run_dir, plan)
         for spec in [] if reuse else todo:
@@ -222,9 +223,10 @@ def _train_locked(runner: TrainingRunner, reporter: Reporter, run_dir: Path, spe
 
 
 def _train_trunk(runner: TrunkRunner, reporter: Reporter, run_dir: Path, trunk: Trunk,
-                 force: bool, spent: dict[str, float], todo: set[str]
+                 force: bool, spent: dict[str, float], todo: set[str], keep: bool = False
                  ) -> list[dict[str, Any]]:
-    """Train ``trunk``'s runs in ``todo`` in branch order under the trunk's lock; their records.
+    """Train ``trunk``'s runs in ``todo`` in branch order under the trunk's lock; their records
+    (``keep``: the trunk keeps its latest state, :func:`_prune`).
 
     Each run resumes its own checkpoint if it has one; else the trunk is advanced to the run's
     branch point (from its latest checkpoint) and the run is its cooldown from there. A trunk
@@ -264,7 +266,7 @@ def _train_trunk(runner: TrunkRunner, reporter: Reporter, run_dir: Path, trunk: 
                                 spent[spec.run_id])
             if rec is not None:
                 records.append(rec)
-            _prune(lay, trunk, run_dir)
+            _prune(lay, trunk, run_dir, keep)
     finally:
         lock.release()
     return records
@@ -315,15 +317,19 @@ def prune_trunks(run_dir: str | Path, plan: SweepPlan, cfg: TrainConfig) -> None
                 p.unlink(missing_ok=True)
 
 
-def _prune(lay: Layout, trunk: Trunk, run_dir: Path) -> None:
+def _prune(lay: Layout, trunk: Trunk, run_dir: Path, keep_last: bool = False) -> None:
     """Delete the trunk checkpoints no unfinished run needs (all of them once every run is
-    final; the trunk's metrics.jsonl stays)."""
+    final; the trunk's metrics.jsonl stays). ``keep_last`` keeps the latest branch point too
+    (sequential planning: a later round may add a longer run of this size)."""
     tdir = lay.trunk(trunk.trunk_id)
     if not tdir.exists():
         return
     needed = {b for spec, b in zip(trunk.runs, trunk.branches, strict=True)
               if (rundir.read_run_result(run_dir, spec.run_id) or {}).get("status")
               not in FINAL_STATUSES}
+    if keep_last:
+        needed.add(max((int(p.stem.split("-")[1]) for p in tdir.glob("branch-*.pt")),
+                       default=0))
     if not needed:
         for p in tdir.glob("*.pt"):
             p.unlink(missing_ok=True)
