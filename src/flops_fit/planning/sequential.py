@@ -12,6 +12,9 @@ little. Measuring first costs nothing extra when the prior was right:
 * **Bracketing**: after each round its budgets are extended as ``budgets.adaptive`` does
   (:mod:`flops_fit.planning.adaptive`): a size beyond an edge minimum, at most
   ``budgets.max_added`` per budget.
+* **Seeded by tune**: when ``tuning.json`` holds this model's grids, each size's best loss
+  there is a point of the tune budget's IsoFLOP curve (:func:`tuned_optimum`), and the
+  budgets are centred on it before the first round.
 * **The trend** (:func:`fit_trend`): the interior IsoFLOP minima of the finished budgets,
   ``log N* = b + a log C``, with ``a`` pulled towards the prior's exponent (0.5, or
   ``budgets.exponent``): one budget fixes the level, several the slope as far as they can.
@@ -30,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from flops_fit.fitting import isoflop_optima
 from flops_fit.planning.adaptive import budget_optimum, edge_side
 from flops_fit.planning.planner import SweepPlan, prior_optima
-from flops_fit.rundir.records import FINAL_STATUSES
+from flops_fit.rundir.records import FINAL_STATUSES, TuningRecord
 
 #: a round takes the budgets up to this factor above the largest one trained so far
 ROUND_FACTOR = 4.0
@@ -134,6 +138,25 @@ class Recentring:
     line: str = ""
 
 
+def tuned_optimum(record: TuningRecord | None, plan: SweepPlan) -> dict[float, float]:
+    """``{budget: N*}`` from ``flops-fit tune``'s grids when they are this plan's model and
+    show an interior minimum: tune trains its sizes at one budget, so each size's best loss
+    over its LR grid is a point of that budget's IsoFLOP curve (empty otherwise)."""
+    if record is None or record.model != plan.model.get("_target_") \
+            or record.size_param != plan.model.get("size_param"):
+        return {}
+    best = [(t.num_params, min(x for x in t.losses if x is not None)) for t in record.sizes
+            if any(x is not None and math.isfinite(x) for x in t.losses)]
+    if len({n for n, _ in best}) < 3:
+        return {}
+    n = np.array([b[0] for b in best], dtype=float)
+    c = np.full(n.size, record.budget)
+    (opt,), _ = isoflop_optima(c, n, c / (6.0 * n), np.array([b[1] for b in best]), c)
+    if not (opt.interior and math.isfinite(opt.optimal_params) and opt.optimal_params > 0):
+        return {}
+    return {float(record.budget): float(opt.optimal_params)}
+
+
 def current_centre(plan: SweepPlan, budget: float) -> float:
     """Where ``budget``'s sizes are centred now: its latest re-centring, else the prior."""
     placed = plan.centre(budget)
@@ -146,11 +169,13 @@ def current_centre(plan: SweepPlan, budget: float) -> float:
 
 
 def propose(plan: SweepPlan, records: dict[str, dict[str, Any]], pending: list[float],
-            span: float) -> Recentring:
-    """New centres for the ``pending`` budgets (not started) from the finished budgets' trend;
-    empty when there is no interior minimum yet or every centre is close enough already."""
+            span: float, seed: dict[float, float] | None = None) -> Recentring:
+    """New centres for the ``pending`` budgets (not started) from the finished budgets' trend
+    (``seed``: optima measured elsewhere, e.g. :func:`tuned_optimum`, that the sweep's own
+    replace); empty when there is no interior minimum yet or every centre is close enough."""
     out = Recentring()
     optima, edges = measured_optima(plan, records)
+    optima = {**(seed or {}), **optima}
     if not pending:
         return out
     if not optima and not edges:

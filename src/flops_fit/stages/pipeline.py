@@ -44,7 +44,7 @@ from flops_fit.rundir.io import file_lock, load_run_results, read_json, remove_s
 from flops_fit.rundir.layout import Layout
 from flops_fit.rundir.records import TuningRecord
 from flops_fit.stages.answer import answer_plan, use_answer, write_answer_file
-from flops_fit.stages.rounds import sequential, train_in_rounds
+from flops_fit.stages.rounds import rounds_line, sequential, train_in_rounds
 from flops_fit.stages.tune import apply_rule, load_tuning, run_tuning
 from flops_fit.stages.validate import validate_stage
 from flops_fit.training.devices import pick_cuda_device, release_devices, resolve_device
@@ -189,17 +189,16 @@ def print_notices(plan: SweepPlan, console: Console) -> None:
 
 
 def plan_stage(s: Settings, console: Console | None = None) -> SweepPlan:
-    """Plan and write ``plan.json`` atomically; refuse to orphan existing results.
-
-    ``extend=true`` first appends the sizes ``budgets.adaptive`` calls for (after sharded
-    training); then the plan's compute and estimated time are printed (estimate.py).
-    """
+    """Plan and write ``plan.json`` atomically; refuse to orphan existing results. ``extend``
+    first appends the sizes ``budgets.adaptive`` calls for; then rounds, compute and time."""
     console = console or Console(highlight=False)
     use_answer(s, console)
     plan = plan_or_reconcile(s, console, show=not s.extend)
     if s.extend:
         plan = extend_stage(s, plan, console, explicit=True)
         console.print(plan.table(show_ids=console.width >= 110))
+    if sequential(s, plan):
+        console.print(rounds_line(plan), highlight=False)
     print_estimate(s, plan, console)
     return plan
 

@@ -13,9 +13,10 @@ from rich.markup import escape
 from flops_fit.config import Settings
 from flops_fit.planning.planner import SweepPlan
 from flops_fit.planning.plans import check_run_dir, recentre_runs
-from flops_fit.planning.sequential import propose, rounds
+from flops_fit.planning.sequential import propose, rounds, tuned_optimum
 from flops_fit.rundir.io import load_run_results
 from flops_fit.rundir.layout import Layout
+from flops_fit.stages.tune import load_tuning
 from flops_fit.training.sweep import prune_trunks
 
 
@@ -27,6 +28,15 @@ def sequential(s: Settings, plan: SweepPlan) -> bool:
             and len(plan.compute_budgets) > 1)
 
 
+def rounds_line(plan: SweepPlan) -> str:
+    """The rounds a train call takes, in one sentence."""
+    groups = rounds(plan.compute_budgets)
+    return (f"sequential: {len(plan.compute_budgets)} budgets in {len(groups)} rounds ("
+            + "; ".join(", ".join(f"{c:.3g}" for c in g) for g in groups)
+            + "); before each round after the first, the budgets not started are re-centred "
+            "on the optima measured so far when these sizes are off (budgets.sequential).")
+
+
 def train_in_rounds(s: Settings, plan: SweepPlan, console: Console,
                     train_plan: Callable[[SweepPlan, set[str]], Any],
                     extend: Callable[[SweepPlan, list[float]], SweepPlan],
@@ -36,18 +46,20 @@ def train_in_rounds(s: Settings, plan: SweepPlan, console: Console,
     The first round is bracketed until its minimum is interior (``extend``: the adaptive
     sizes of those budgets), and before each later round the budgets not started are
     re-centred on the optimum trend measured so far (``replan``: the settings' plan with
-    those centres). ``train_plan(plan, run_ids)`` trains a round.
+    those centres); tune's grids, when tuning.json has them, seed the trend before the first.
+    ``train_plan(plan, run_ids)`` trains a round.
     """
     run_dir = check_run_dir(s.run_dir)
     groups = rounds(plan.compute_budgets)
-    console.print(f"sequential: {len(plan.compute_budgets)} budgets in {len(groups)} rounds ("
-                  + "; ".join(", ".join(f"{c:.3g}" for c in g) for g in groups)
-                  + "), each centred on the optima of the rounds before (budgets.sequential).",
-                  highlight=False)
+    console.print(rounds_line(plan), highlight=False)
+    seed = tuned_optimum(load_tuning(run_dir), plan)
+    for c, n in seed.items():
+        console.print(f"sequential: tune's grids (tuning.json) put the optimum at {c:.3g} "
+                      f"FLOPs near N = {n:,.0f}.", highlight=False)
     for i, group in enumerate(groups):
-        if i:
+        if i or seed:
             plan = recentre_stage(s, plan, console, [c for c in plan.compute_budgets
-                                                     if c >= group[0]], replan)
+                                                     if c >= group[0]], replan, seed)
         train_plan(plan, {r.run_id for r in plan.runs if r.compute_budget in group})
         while i == 0 or s.budgets.adaptive:  # the first round's minimum is bracketed
             before = len(plan.runs)
@@ -60,7 +72,8 @@ def train_in_rounds(s: Settings, plan: SweepPlan, console: Console,
 
 
 def recentre_stage(s: Settings, plan: SweepPlan, console: Console, budgets: list[float],
-                   replan: Callable[[dict[float, float]], SweepPlan]) -> SweepPlan:
+                   replan: Callable[[dict[float, float]], SweepPlan],
+                   seed: dict[float, float] | None = None) -> SweepPlan:
     """Re-plan those of ``budgets`` not started yet around the optimum trend of the finished
     ones, when it has moved (``replan``: the settings' plan with given centres); the plan as
     it then stands."""
@@ -70,7 +83,7 @@ def recentre_stage(s: Settings, plan: SweepPlan, console: Console, budgets: list
     started = {r.compute_budget for r in plan.runs
                if r.run_id in records or lay.run(r.run_id).exists()}
     pending = [c for c in budgets if c not in started]
-    move = propose(plan, records, pending, s.budgets.span)
+    move = propose(plan, records, pending, s.budgets.span, seed)
     if move.line:
         console.print(f"sequential: {escape(move.line)}", highlight=False, soft_wrap=True)
     if not move.centres:

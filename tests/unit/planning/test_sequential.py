@@ -73,7 +73,9 @@ def test_trend_has_the_level_of_one_budget_and_the_prior_slope():
 
 def test_a_right_prior_is_kept_and_a_wrong_one_recentred(tmp_path):
     s = _settings(tmp_path)
-    plan = plan_stage(s, _console())
+    said = _console()
+    plan = plan_stage(s, said)  # `flops-fit plan` says how train will go
+    assert "sequential: 4 budgets in 3 rounds (1e+12; 2e+12, 4e+12; 8e+12)" in said.file.getvalue()
     _finish(tmp_path, plan, _law(1.1), [1e12])
     out = _console()
     assert recentre_stage(s, plan, out, [2e12, 4e12, 8e12]) is plan  # within 1.41x: kept
@@ -165,3 +167,32 @@ def test_the_recentring_is_one_note_of_the_analysis(tmp_path):
     data["recentred"][0]["basis"] = 7  # untrusted: a malformed entry is left out
     (tmp_path / "plan.json").write_text(json.dumps(data))
     assert "budget(s) 4e+12, 8e+12 on" in plan_recentring(tmp_path)[0]
+
+
+def _tuning(plan: SweepPlan, factor: float, budget: float = 1e12):
+    from flops_fit.rundir.records import TunedSize, TuningRecord
+
+    law = _law(factor)
+    sizes = []
+    for r in [r for r in plan.runs if r.compute_budget == budget]:
+        best = law(r)
+        sizes.append(TunedSize(r.size_value, r.num_params, r.num_params_non_embedding, r.steps,
+                               [1e-3, 2e-3, 4e-3], [best + 0.1, best, None], 2e-3, True))
+    return TuningRecord({"lr_base": 0.01, "lr_exponent": 0.2, "lr_ref_params": 1e5}, sizes,
+                        1e12, 1e13, budget, plan.model["size_param"], plan.model["_target_"])
+
+
+def test_tunes_grids_seed_the_trend_before_the_first_round(tmp_path):
+    s = _settings(tmp_path)
+    plan = plan_stage(s, _console())
+    seed = sequential.tuned_optimum(_tuning(plan, 0.4), plan)
+    assert list(seed) == [1e12]
+    assert seed[1e12] == pytest.approx(0.4 * math.sqrt(1e12 / 600.0), rel=0.35)
+    other = _tuning(plan, 0.4)
+    other.model = "mymodels.Other"  # another model's grids say nothing of this one
+    assert sequential.tuned_optimum(other, plan) == {}
+    out = _console()
+    plan = rounds.recentre_stage(s, plan, out, plan.compute_budgets,
+                                 lambda centres: make_plan(s, centres), seed)
+    assert "re-centring the sizes of 4 budget(s)" in out.file.getvalue()  # none trained yet
+    assert plan.centre(1e12) == pytest.approx(seed[1e12])
