@@ -44,7 +44,7 @@ from flops_fit.rundir.io import file_lock, load_run_results, read_json, remove_s
 from flops_fit.rundir.layout import Layout
 from flops_fit.rundir.records import TuningRecord
 from flops_fit.stages.answer import answer_plan, use_answer, write_answer_file
-from flops_fit.stages.rounds import rounds_line, sequential, train_in_rounds
+from flops_fit.stages.rounds import rounds_line, sequential, shards_note, train_in_rounds
 from flops_fit.stages.tune import apply_rule, load_tuning, run_tuning
 from flops_fit.stages.validate import validate_stage
 from flops_fit.training.devices import pick_cuda_device, release_devices, resolve_device
@@ -296,6 +296,8 @@ def train_command(s: Settings, console: Console) -> list[dict[str, Any]]:
             done = load_run_results(check_run_dir(s.run_dir))
             records = [done[r.run_id] for r in plan.runs if r.run_id in done]
         else:
+            if note := shards_note(s, plan):
+                console.print(note, highlight=False)
             records = train_plan(plan)
         # one process: train -> extend -> train the added runs, until nothing is added
         # (bounded by budgets.max_added per budget); shards extend at the next train

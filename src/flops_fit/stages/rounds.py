@@ -20,6 +20,14 @@ from flops_fit.stages.tune import load_tuning
 from flops_fit.training.sweep import prune_trunks
 
 
+def shards_note(s: Settings, plan: SweepPlan) -> str | None:
+    """What a sharded train call of a several-budget plan says instead of training in rounds."""
+    if not (s.budgets.sequential and s.train.num_shards > 1 and len(plan.compute_budgets) > 1):
+        return None
+    return ("budgets.sequential: shards train the plan as planned (rounds need one train "
+            "process); train a smaller budgets.values first to see where the optimum lies.")
+
+
 def sequential(s: Settings, plan: SweepPlan) -> bool:
     """Whether this train call trains ``plan`` in rounds (``budgets.sequential``): one
     process (the shards of a multirun cannot wait for each other's rounds), more than one

@@ -196,3 +196,14 @@ def test_tunes_grids_seed_the_trend_before_the_first_round(tmp_path):
                                  lambda centres: make_plan(s, centres), seed)
     assert "re-centring the sizes of 4 budget(s)" in out.file.getvalue()  # none trained yet
     assert plan.centre(1e12) == pytest.approx(seed[1e12])
+
+
+def test_shards_say_they_train_the_plan_as_planned(tmp_path):
+    s = _settings(tmp_path)
+    plan = plan_stage(s, _console())
+    assert rounds.sequential(s, plan) and rounds.shards_note(s, plan) is None
+    s.train.num_shards = 2
+    assert not rounds.sequential(s, plan)
+    assert "shards train the plan as planned" in rounds.shards_note(s, plan)
+    s.budgets.sequential = False
+    assert rounds.shards_note(s, plan) is None
