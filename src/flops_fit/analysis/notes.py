@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from flops_fit.analysis.scaling_analysis import ScalingAnalysis
 
-__all__ = ["LEVELS", "Note", "build_notes", "plan_warnings", "print_notes", "read_notes"]
+__all__ = ["LEVELS", "Note", "build_notes", "plan_sentences", "print_notes", "read_notes"]
 
 LEVELS = ("warning", "note")
 #: topics of the notes: where each comes from
@@ -92,39 +92,31 @@ def read_notes(raw: Any) -> list[Note]:
     return out
 
 
-def plan_warnings(run_dir: Path) -> list[str]:
-    """``plan.json``'s warnings (sizes that cannot be built, a 6N fallback, ...): its strings
-    only, none when the file is missing or unreadable (it is untrusted data)."""
-    path = Layout(run_dir).plan
-    if not path.is_file():
-        return []
-    try:
-        data = read_json(path, "plan")
-    except FlopsFitError:
-        return []
-    found = data.get("warnings") if isinstance(data, dict) else None
-    return [w for w in found if isinstance(w, str) and 0 < len(w) <= MAX_TEXT] \
-        if isinstance(found, list) else []
-
-
-def plan_recentring(run_dir: Path) -> list[str]:
-    """One sentence per re-centring of sequential planning in ``plan.json`` (its ``recentred``
-    entries grouped by their basis); none when there is none or the file is unreadable."""
+def plan_sentences(run_dir: Path) -> tuple[list[str], list[str]]:
+    """What ``plan.json`` says, read once: its warnings (sizes that cannot be built, a 6N
+    fallback, ...) and one sentence per re-centring of sequential planning (its ``recentred``
+    entries grouped by their basis). Well-formed strings only, none when the file is missing
+    or unreadable (it is untrusted data)."""
     path = Layout(run_dir).plan
     try:
         data = read_json(path, "plan") if path.is_file() else {}
     except FlopsFitError:
-        return []
-    found = data.get("recentred") if isinstance(data, dict) else None
+        return [], []
+    data = data if isinstance(data, dict) else {}
+    found = data.get("warnings")
+    warns = [w for w in found if isinstance(w, str) and 0 < len(w) <= MAX_TEXT] \
+        if isinstance(found, list) else []
+    found = data.get("recentred")
     groups: dict[str, list[float]] = {}
     for e in found if isinstance(found, list) else []:
         basis, budget = (e.get("basis"), e.get("budget")) if isinstance(e, dict) else (0, 0)
         if isinstance(basis, str) and 0 < len(basis) <= MAX_TEXT \
                 and type(budget) in (int, float) and math.isfinite(budget) and budget > 0:
             groups.setdefault(basis, []).append(float(budget))
-    return [f"Sequential planning re-centred the sizes of budget(s) "
-            f"{', '.join(f'{c:.3g}' for c in sorted(cs))} on the {basis} (the prior "
-            "budgets.tokens_per_param was off for this model)." for basis, cs in groups.items()]
+    moved = [f"Sequential planning re-centred the sizes of budget(s) "
+             f"{', '.join(f'{c:.3g}' for c in sorted(cs))} on the {basis} (the prior "
+             "budgets.tokens_per_param was off for this model)." for basis, cs in groups.items()]
+    return warns, moved
 
 
 def _pending(provenance: dict[str, Any]) -> int:
@@ -151,8 +143,8 @@ def build_notes(analysis: ScalingAnalysis, run_dir: Path | None, swept: list[flo
     """The one list: the plan's warnings, pending runs, the fit's warnings, then per predicted
     budget (:func:`_predicted`) the nearest buildable model (in ``run_dir``'s plan) and its
     remarks. ``swept`` are the sweep's budgets, ``params`` the parameter convention."""
-    notes = [Note("warning", w, "plan") for w in plan_warnings(run_dir)] if run_dir else []
-    notes += [Note("note", w, "plan") for w in plan_recentring(run_dir)] if run_dir else []
+    warns, moved = plan_sentences(run_dir) if run_dir else ([], [])
+    notes = [Note("warning", w, "plan") for w in warns] + [Note("note", w, "plan") for w in moved]
     pending = _pending(analysis.provenance)
     if pending:
         notes.append(Note("note", f"{pending} run(s) are not finished yet; this fit uses the "

@@ -48,6 +48,13 @@ def usable(rec: dict[str, Any] | None) -> bool:
         and math.isfinite(loss) and loss > 0
 
 
+def finished(plan: SweepPlan, records: dict[str, dict[str, Any]]) -> list[float]:
+    """The budgets of ``plan`` whose runs all have a final record."""
+    return [c for c in plan.compute_budgets
+            if all((records.get(r.run_id) or {}).get("status") in FINAL_STATUSES
+                   for r in plan.runs if r.compute_budget == c)]
+
+
 def budget_optimum(runs: list[RunSpec], records: dict[str, dict[str, Any]]
                    ) -> tuple[Any, np.ndarray, np.ndarray] | None:
     """The IsoFLOP parabola of one budget's usable runs: ``(optimum, N, loss)``; None with
@@ -70,9 +77,11 @@ def edge_side(runs: list[RunSpec], records: dict[str, dict[str, Any]]) -> str | 
     the side of the lowest loss, if it is an end size.
     """
     fit = budget_optimum(runs, records)
-    if fit is None:
-        return None
-    opt, n, loss = fit
+    return None if fit is None else fit_side(*fit)
+
+
+def fit_side(opt: Any, n: np.ndarray, loss: np.ndarray) -> str | None:
+    """:func:`edge_side` of a :func:`budget_optimum` already fitted."""
     if opt.interior:
         return None
     lo = opt.log_n_range[0]
@@ -116,11 +125,12 @@ def extend_plan(
                 n_of[size] = None
         return n_of[size]
 
+    done = set(finished(plan, records))
     for budget in plan.compute_budgets:
         if budgets is not None and budget not in budgets:
             continue
         runs = [r for r in plan.runs if r.compute_budget == budget]
-        if any((records.get(r.run_id) or {}).get("status") not in FINAL_STATUSES for r in runs):
+        if budget not in done:
             out.waiting += 1
             continue
         side = edge_side(runs, records)

@@ -216,16 +216,23 @@ def append_runs(run_dir: str | Path, added: list[RunSpec]) -> SweepPlan:
     return plan
 
 
+def started_budgets(run_dir: str | Path, plan: SweepPlan) -> set[float]:
+    """The budgets of ``plan`` with a run begun: its folder under runs/ exists (where its
+    lock, checkpoint and record live)."""
+    lay = Layout(Path(run_dir))
+    return {r.compute_budget for r in plan.runs if lay.run(r.run_id).exists()}
+
+
 def recentre_runs(run_dir: str | Path, budget_runs: dict[float, list[RunSpec]],
                   entries: list[dict[str, Any]]) -> SweepPlan:
     """Replace the runs of each budget in ``budget_runs`` by its new runs and record
     ``entries`` (sequential planning) in ``run_dir/plan.json``, atomically under its lock; the
-    new plan. A budget with a run that has a record or a folder under runs/ is left as it is.
+    new plan. A budget with a run begun (:func:`started_budgets`) is left as it is.
     """
     lay = Layout(Path(run_dir))
     with file_lock(lay.plan):
         plan = load_plan(run_dir)
-        started = {r.compute_budget for r in plan.runs if lay.run(r.run_id).exists()}
+        started = started_budgets(run_dir, plan)
         moved = {c for c in budget_runs if c not in started}
         if moved:
             kept = [r for r in plan.runs if r.compute_budget not in moved]

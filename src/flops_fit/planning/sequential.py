@@ -9,9 +9,9 @@ little. Measuring first costs nothing extra when the prior was right:
 * **Rounds** (:func:`rounds`): the smallest budget alone; then each round takes the budgets up
   to ``ROUND_FACTOR`` x the largest budget trained so far (the default's 9 budgets over 16x
   train in 3 rounds: 1, 4 and 4 budgets), so the trend is never extrapolated further than 4x.
-* **Bracketing**: after each round its budgets are extended as ``budgets.adaptive`` does
+* **Bracketing**: the first round's budget is extended as ``budgets.adaptive`` does
   (:mod:`flops_fit.planning.adaptive`): a size beyond an edge minimum, at most
-  ``budgets.max_added`` per budget.
+  ``budgets.max_added`` per budget (every round's, with ``budgets.adaptive=true``).
 * **Seeded by tune**: when ``tuning.json`` holds this model's grids, each size's best loss
   there is a point of the tune budget's IsoFLOP curve (:func:`tuned_optimum`), and the
   budgets are centred on it before the first round.
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from flops_fit.fitting import isoflop_optima
-from flops_fit.planning.adaptive import budget_optimum, edge_side
+from flops_fit.planning.adaptive import budget_optimum, finished, fit_side
 from flops_fit.planning.planner import SweepPlan, prior_optima
-from flops_fit.rundir.records import FINAL_STATUSES, TuningRecord
+from flops_fit.rundir.records import TuningRecord
 
 #: a round takes the budgets up to this factor above the largest one trained so far
 ROUND_FACTOR = 4.0
@@ -64,13 +64,6 @@ def rounds(budgets: list[float]) -> list[list[float]]:
     return out
 
 
-def finished(plan: SweepPlan, records: dict[str, dict[str, Any]]) -> list[float]:
-    """The budgets whose runs all have a final record."""
-    return [c for c in plan.compute_budgets
-            if all((records.get(r.run_id) or {}).get("status") in FINAL_STATUSES
-                   for r in plan.runs if r.compute_budget == c)]
-
-
 def measured_optima(plan: SweepPlan, records: dict[str, dict[str, Any]]
                     ) -> tuple[dict[float, float], dict[float, tuple[float, str]]]:
     """``(optima, edges)``: budget -> N* at its IsoFLOP parabola's vertex for the finished
@@ -79,15 +72,14 @@ def measured_optima(plan: SweepPlan, records: dict[str, dict[str, Any]]
     optima: dict[float, float] = {}
     edges: dict[float, tuple[float, str]] = {}
     for c in finished(plan, records):
-        runs = [r for r in plan.runs if r.compute_budget == c]
-        fit = budget_optimum(runs, records)
+        fit = budget_optimum([r for r in plan.runs if r.compute_budget == c], records)
         if fit is None:
             continue
-        opt, n, loss = fit
+        opt, n, _ = fit
         if opt.interior and math.isfinite(opt.optimal_params) and opt.optimal_params > 0:
             optima[c] = float(opt.optimal_params)
         else:
-            side = edge_side(runs, records)
+            side = fit_side(*fit)
             if side is not None:
                 edges[c] = (float(n.min() if side == "below" else n.max()), side)
     return optima, edges

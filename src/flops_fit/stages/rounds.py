@@ -12,10 +12,9 @@ from rich.markup import escape
 
 from flops_fit.config import Settings
 from flops_fit.planning.planner import SweepPlan
-from flops_fit.planning.plans import check_run_dir, recentre_runs
+from flops_fit.planning.plans import check_run_dir, recentre_runs, started_budgets
 from flops_fit.planning.sequential import propose, rounds, tuned_optimum
 from flops_fit.rundir.io import load_run_results
-from flops_fit.rundir.layout import Layout
 from flops_fit.stages.tune import load_tuning
 from flops_fit.training.sweep import prune_trunks
 
@@ -86,12 +85,9 @@ def recentre_stage(s: Settings, plan: SweepPlan, console: Console, budgets: list
     ones, when it has moved (``replan``: the settings' plan with given centres); the plan as
     it then stands."""
     run_dir = check_run_dir(s.run_dir)
-    records = load_run_results(run_dir)
-    lay = Layout(run_dir)
-    started = {r.compute_budget for r in plan.runs
-               if r.run_id in records or lay.run(r.run_id).exists()}
+    started = started_budgets(run_dir, plan)
     pending = [c for c in budgets if c not in started]
-    move = propose(plan, records, pending, s.budgets.span, seed)
+    move = propose(plan, load_run_results(run_dir), pending, s.budgets.span, seed)
     if move.line:
         console.print(f"sequential: {escape(move.line)}", highlight=False, soft_wrap=True)
     if not move.centres:

@@ -390,8 +390,7 @@ def train_timed(run_dir: Path, plan: SweepPlan, cfg: TrainConfig,
     """``train()`` (the train stage on ``plan``, or on its runs in ``only``), timed: the
     estimate of the runs it trained beside the seconds they took is recorded
     (:func:`record_actual`) and printed."""
-    todo = [r.run_id for r in unfinished(plan.runs, load_run_results(run_dir), cfg.force)
-            if only is None or r.run_id in only]
+    todo = [r.run_id for r in unfinished(plan.runs, load_run_results(run_dir), cfg.force, only)]
     t0 = time.perf_counter()
     records = train()
     if todo:

@@ -37,7 +37,7 @@ from flops_fit.data import DataSource, as_data_source
 from flops_fit.errors import TrainingFailedError
 from flops_fit.planning.planner import RunSpec, SweepPlan
 from flops_fit.rundir import io as rundir
-from flops_fit.rundir.layout import CHECKPOINT_FILE, TRUNK_CHECKPOINT_FILE, Layout
+from flops_fit.rundir.layout import CHECKPOINT_FILE, TRUNK_CHECKPOINT_FILE, Layout, refuse_link
 from flops_fit.rundir.records import FINAL_STATUSES
 from flops_fit.training.ddp_spawn import spawn_train
 from flops_fit.training.devices import resolve_device
@@ -179,11 +179,11 @@ def check_failures(records: list[dict[str, Any]], console: Console) -> None:
 
 
 def unfinished(runs: list[RunSpec], records: dict[str, dict[str, Any]],
-               force: bool = False) -> list[RunSpec]:
+               force: bool = False, only: Collection[str] | None = None) -> list[RunSpec]:
     """The runs of ``runs`` a train call trains: those without a final record (``records``:
-    run_id -> record), or all of them with ``force``."""
-    return [r for r in runs
-            if force or records.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+    run_id -> record), or all of them with ``force``; of ``only`` (run ids), if given."""
+    return [r for r in runs if (only is None or r.run_id in only)
+            and (force or records.get(r.run_id, {}).get("status") not in FINAL_STATUSES)]
 
 
 def _train_locked(runner: TrainingRunner, reporter: Reporter, run_dir: Path, spec: RunSpec,
@@ -306,7 +306,7 @@ def prune_trunks(run_dir: str | Path, plan: SweepPlan, cfg: TrainConfig) -> None
     the plan no longer has included (sequential planning re-centred their sizes away)."""
     run_dir = Path(run_dir)
     lay = Layout(run_dir)
-    if not reuses_trunks(cfg) or not lay.trunks.is_dir():
+    if not reuses_trunks(cfg) or not refuse_link(lay.trunks).is_dir():
         return
     trunks = {t.trunk_id: t for t in group_trunks(plan, cfg)}
     for tdir in lay.trunks.iterdir():
@@ -327,15 +327,14 @@ def _prune(lay: Layout, trunk: Trunk, run_dir: Path, keep_last: bool = False) ->
     needed = {b for spec, b in zip(trunk.runs, trunk.branches, strict=True)
               if (rundir.read_run_result(run_dir, spec.run_id) or {}).get("status")
               not in FINAL_STATUSES}
-    if keep_last:
-        needed.add(max((int(p.stem.split("-")[1]) for p in tdir.glob("branch-*.pt")),
-                       default=0))
+    branch_files = {int(p.stem.split("-")[1]): p for p in tdir.glob("branch-*.pt")}
+    if keep_last and branch_files:
+        needed.add(max(branch_files))
     if not needed:
         for p in tdir.glob("*.pt"):
             p.unlink(missing_ok=True)
         return
     first = min(needed)
-    branch_files = {int(p.stem.split("-")[1]): p for p in tdir.glob("branch-*.pt")}
     base = max((s for s in branch_files if s <= first), default=None)  # where advancing starts
     for step, p in branch_files.items():
         if step < first and step != base and step not in needed:

@@ -168,8 +168,8 @@ def train_with_workers(run_dir: Path, plan: Any, model_cls: type, data: Any, cfg
     """Train ``plan`` (its runs in ``only``, if given) here (one worker) or in
     :func:`resolve_workers` local processes; the records of the plan's runs that have one."""
     spent = flops_spent(plan, cfg)
-    left = sum(spent[r.run_id] for r in unfinished(plan.runs, load_run_results(run_dir))
-               if only is None or r.run_id in only)
+    left = sum(spent[r.run_id]
+               for r in unfinished(plan.runs, load_run_results(run_dir), only=only))
     workers = resolve_workers(cfg, resolve_device(cfg.device), left)
     if workers == 1:
         return train_stage(run_dir, plan, model_cls, data, cfg, loss_fn=loss_fn,

@@ -154,19 +154,19 @@ def test_a_malformed_recentred_list_is_one_sentence(tmp_path, bad):
 
 
 def test_the_recentring_is_one_note_of_the_analysis(tmp_path):
-    from flops_fit.analysis.notes import plan_recentring
+    from flops_fit.analysis.notes import plan_sentences
 
     s = _settings(tmp_path)
     plan = plan_stage(s, _console())
     _finish(tmp_path, plan, _law(0.4), [1e12])
     recentre_stage(s, plan, _console(), [2e12, 4e12, 8e12])
-    (line,) = plan_recentring(tmp_path)
+    (line,) = plan_sentences(tmp_path)[1]
     assert line.startswith("Sequential planning re-centred the sizes of budget(s) 2e+12, "
                            "4e+12, 8e+12 on the optimum trend N* = ")
     data = json.loads((tmp_path / "plan.json").read_text())
     data["recentred"][0]["basis"] = 7  # untrusted: a malformed entry is left out
     (tmp_path / "plan.json").write_text(json.dumps(data))
-    assert "budget(s) 4e+12, 8e+12 on" in plan_recentring(tmp_path)[0]
+    assert "budget(s) 4e+12, 8e+12 on" in plan_sentences(tmp_path)[1][0]
 
 
 def _tuning(plan: SweepPlan, factor: float, budget: float = 1e12):
