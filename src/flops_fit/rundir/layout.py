@@ -122,6 +122,9 @@ def check_no_links(run_dir: Path, depth: int = 0) -> None:
                 refuse_link(f)
 
 
+_BRANCH = re.compile(r"branch-(\d{1,12})\.pt")
+
+
 def _path(*parts: str) -> property:
     """A property: ``root / parts...``."""
     return property(lambda self: self.root.joinpath(*parts))
@@ -170,6 +173,12 @@ class Layout:
     def branch_checkpoint(self, trunk_id: str, step: int) -> Path:
         """The trunk's state after ``step`` steps: where its runs' cooldowns start."""
         return self.trunk(trunk_id) / f"branch-{int(step):08d}.pt"
+
+    def branch_checkpoints(self, trunk_id: str) -> dict[int, Path]:
+        """The trunk's branch checkpoints on disk, by step; files whose names are not
+        ``branch-<step>.pt`` are no checkpoints (the folder is untrusted)."""
+        found = (p for p in self.trunk(trunk_id).glob("branch-*.pt") if p.is_file())
+        return {int(m[1]): p for p in found if (m := _BRANCH.fullmatch(p.name))}
 
     def data_cache(self, key: str) -> Path:
         """``data/<key>``: one tokenized dataset (key: a hash of its settings)."""

@@ -284,11 +284,8 @@ def _advance(runner: TrunkRunner, reporter: Reporter, lay: Layout, trunk: Trunk,
             return
         out.unlink(missing_ok=True)
     tdir = lay.trunk(tid)
-    starts = []  # (step, path) of usable trunk states at or before b
-    for p in tdir.glob("branch-*.pt"):
-        step = int(p.stem.split("-")[1])
-        if step <= b:
-            starts.append((step, p))
+    # (step, path) of usable trunk states at or before b
+    starts = [(step, p) for step, p in lay.branch_checkpoints(tid).items() if step <= b]
     periodic = rundir.load_checkpoint(tdir / TRUNK_CHECKPOINT_FILE)
     if periodic is not None and periodic.get("fingerprint") == fingerprint \
             and periodic["state"]["step"] <= b:
@@ -327,7 +324,7 @@ def _prune(lay: Layout, trunk: Trunk, run_dir: Path, keep_last: bool = False) ->
     needed = {b for spec, b in zip(trunk.runs, trunk.branches, strict=True)
               if (rundir.read_run_result(run_dir, spec.run_id) or {}).get("status")
               not in FINAL_STATUSES}
-    branch_files = {int(p.stem.split("-")[1]): p for p in tdir.glob("branch-*.pt")}
+    branch_files = lay.branch_checkpoints(trunk.trunk_id)
     if keep_last and branch_files:
         needed.add(max(branch_files))
     if not needed:

@@ -17,6 +17,7 @@ from flops_fit.data import build_data
 from flops_fit.errors import FlopsFitError
 from flops_fit.models.gpt import GPT
 from flops_fit.planning.planner import plan_sweep
+from flops_fit.rundir.layout import Layout
 from flops_fit.stages.pipeline import make_plan
 from flops_fit.training.schedule import (
     Schedule,
@@ -264,3 +265,14 @@ def test_report_states_the_compute_saving():
                                   "saved by sharing trunks (train.reuse)).")
     assert "33% saved" in runs_section(recs)
     assert compute_line([{"run_id": "a", "flops": 4.0}]) == ""  # older records: no line
+
+
+def test_branch_checkpoints_are_read_by_their_names_alone(tmp_path):
+    lay = Layout(tmp_path)
+    tdir = lay.trunk("trunk-0123456789ab")
+    tdir.mkdir(parents=True)
+    lay.branch_checkpoint("trunk-0123456789ab", 42).write_bytes(b"x")
+    for stray in ("branch-x.pt", "branch-.pt", "branch-12.pt.tmp", "trunk.pt"):
+        (tdir / stray).write_bytes(b"x")  # untrusted folder: not checkpoints, no traceback
+    assert lay.branch_checkpoints("trunk-0123456789ab") == {
+        42: lay.branch_checkpoint("trunk-0123456789ab", 42)}
